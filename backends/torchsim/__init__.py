@@ -1,0 +1,91 @@
+"""The PyTorch backend: simulate and train ntgraph networks with torch.
+
+``ntgraph.compile(graph, "torch", dt=1e-3)`` returns a
+:class:`~backends.torchsim.module.SimulationModule`.  Backend options:
+
+* ``batch_first`` (bool, default False): inputs and outputs ``[batch, T, n]``;
+* ``record`` (list of str): default probes, ``"pop"`` or ``"pop.var"``;
+* ``surrogate`` (:class:`~backends.torchsim.surrogates.Surrogate`, default
+  :class:`~backends.torchsim.surrogates.FastSigmoid` with slope 25);
+* ``detach_reset`` (bool, default True): no gradient through the reset;
+* ``dtype`` (torch dtype, default float32) and ``device``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ntgraph.compiler import CompileOptions
+from ntgraph.errors import ValidationError
+from ntgraph.graph import Graph
+from ntgraph.ir import Dense, Input, OneToOne, Output, Population, Projection, Sparse
+from ntgraph.registry import LoweringTable
+
+from .module import SimState, SimulationModule, SimulationResult
+from .neurons import DYNAMICS, NeuronDynamics
+from .projections import DenseProjection, OneToOneProjection, ProjectionModule, SparseProjection
+from .surrogates import ArcTan, FastSigmoid, SuperSpike, Surrogate, Triangle
+
+__all__ = [
+    "TorchBackend",
+    "LOWERINGS",
+    "SimulationModule",
+    "SimulationResult",
+    "SimState",
+    "Surrogate",
+    "FastSigmoid",
+    "SuperSpike",
+    "ArcTan",
+    "Triangle",
+]
+
+#: IR type -> torch module class.  Neuron models map to dynamics, projections to projection modules;
+#: Inputs and Outputs need no module.
+LOWERINGS = LoweringTable("torch")
+for _dyn in DYNAMICS:
+    LOWERINGS.register(_dyn.model_type)(_dyn)
+LOWERINGS.register(Dense)(DenseProjection)
+LOWERINGS.register(Sparse)(SparseProjection)
+LOWERINGS.register(OneToOne)(OneToOneProjection)
+LOWERINGS.register(Input, Output)(None)
+
+OPTIONS = {"batch_first": False, "record": (), "surrogate": None, "detach_reset": True, "dtype": None, "device": None}
+
+
+class TorchBackend:
+    """Lowers a prepared graph to a :class:`SimulationModule`."""
+
+    name = "torch"
+
+    def lower(self, graph: Graph, options: CompileOptions) -> SimulationModule:
+        extra = dict(OPTIONS)
+        unknown = set(options.extra) - set(OPTIONS)
+        if unknown:
+            raise ValidationError(
+                f"torch backend: unknown option(s) {sorted(unknown)}; expected some of {sorted(OPTIONS)}"
+            )
+        extra.update(options.extra)
+        surrogate = extra["surrogate"] if extra["surrogate"] is not None else FastSigmoid()
+        if not isinstance(surrogate, Surrogate):
+            raise ValidationError(f"torch backend option surrogate: expected a Surrogate object, got {surrogate!r}")
+        dtype = extra["dtype"] or torch.get_default_dtype()
+        if dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+            raise ValidationError(f"torch backend option dtype: expected a floating torch dtype, got {dtype!r}")
+
+        dynamics: dict[str, NeuronDynamics] = {}
+        projections: dict[str, ProjectionModule] = {}
+        for node_id, payload in graph.items():
+            if isinstance(payload, Population):
+                cls = LOWERINGS.lookup(payload.model, node_id)
+                dynamics[node_id] = cls(node_id, payload, dt=options.dt, discretization=options.discretization,
+                                        surrogate=surrogate, detach_reset=bool(extra["detach_reset"]))
+            elif isinstance(payload, Projection):
+                cls = LOWERINGS.lookup(payload, node_id)
+                projections[node_id] = cls(node_id, payload, graph.meta(node_id)["constraints"])
+            else:
+                LOWERINGS.lookup(payload, node_id)
+        module = SimulationModule(graph, options, dynamics, projections,
+                                  batch_first=extra["batch_first"], record=extra["record"])
+        return module.to(dtype=dtype, device=extra["device"])

@@ -1,0 +1,79 @@
+"""Surrogate gradients for the spike nonlinearity.
+
+The forward pass is the Heaviside step ``z = (x > 0)`` with ``x = v - threshold``
+(strict, as in the semantics).  The backward pass replaces the Dirac delta by a
+smooth pseudo-derivative ``dz/dx ~ psi(x)``.  Each surrogate is an object, so a
+new one is a subclass with a :meth:`Surrogate.derivative`, never a string switch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["Surrogate", "FastSigmoid", "SuperSpike", "ArcTan", "Triangle", "heaviside"]
+
+
+class _SpikeFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, surrogate: "Surrogate") -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.surrogate = surrogate
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return grad * ctx.surrogate.derivative(x), None
+
+
+def heaviside(x: torch.Tensor) -> torch.Tensor:
+    """``1.0`` where ``x > 0`` else ``0.0``, without a gradient."""
+    return (x > 0).to(x.dtype)
+
+
+@dataclass(frozen=True)
+class Surrogate:
+    """Heaviside forward, ``derivative(x)`` backward."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return _SpikeFunction.apply(x, self)
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class FastSigmoid(Surrogate):
+    """Fast sigmoid / SuperSpike (Zenke & Ganguli 2018): ``psi(x) = 1 / (slope*|x| + 1)^2``."""
+
+    slope: float = 25.0
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        return 1.0 / (self.slope * x.abs() + 1.0) ** 2
+
+
+SuperSpike = FastSigmoid
+
+
+@dataclass(frozen=True)
+class ArcTan(Surrogate):
+    """Arctan (Fang et al. 2021): ``psi(x) = (alpha/2) / (1 + (pi/2 * alpha * x)^2)``."""
+
+    alpha: float = 2.0
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.alpha / 2.0) / (1.0 + (math.pi / 2.0 * self.alpha * x) ** 2)
+
+
+@dataclass(frozen=True)
+class Triangle(Surrogate):
+    """Bellec et al.'s triangular pseudo-derivative: ``psi(x) = gamma * max(0, 1 - |x|/width)``."""
+
+    gamma: float = 0.3
+    width: float = 1.0
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gamma * torch.clamp(1.0 - x.abs() / self.width, min=0.0)

@@ -1,0 +1,66 @@
+"""The compiler driver: ``compile(graph, target, dt=..., ...)`` = validate -> passes -> lower."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .errors import ValidationError
+from .graph import Graph
+from .passes import Pipeline, default_pipeline
+from .registry import get_backend
+from .validate import check_options, validate
+
+__all__ = ["CompileOptions", "compile", "prepare"]
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Options every target understands, plus backend-specific ``extra`` options.
+
+    ``dt``: the time step in seconds.  ``discretization``: ``"euler"`` (NIR and
+    Lava convention) or ``"exact"`` (exponential).  ``timing``: ``"sync"``
+    (undelayed projections act within the step) or ``"pipelined"`` (every
+    projection one step later, as on Lava and neuromorphic chips).
+    """
+
+    dt: float
+    discretization: str = "euler"
+    timing: str = "sync"
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_options(self.dt, self.discretization, self.timing)
+        object.__setattr__(self, "dt", float(self.dt))
+
+
+def prepare(graph: Graph, options: CompileOptions, pipeline: Optional[Pipeline] = None) -> Graph:
+    """Validate ``graph`` against ``options`` and run the passes; returns the annotated copy."""
+    validate(graph, dt=options.dt, timing=options.timing)
+    pipeline = default_pipeline() if pipeline is None else pipeline
+    return pipeline.run(graph, dt=options.dt, discretization=options.discretization, timing=options.timing)
+
+
+def compile(  # noqa: A001 - the natural name; ntgraph.compile shadows the builtin only inside the package namespace
+    graph: Graph,
+    target: str = "torch",
+    *,
+    dt: Optional[float] = None,
+    discretization: str = "euler",
+    timing: str = "sync",
+    pipeline: Optional[Pipeline] = None,
+    **backend_options: Any,
+) -> Any:
+    """Compile ``graph`` for ``target`` (``"torch"``, ...).
+
+    ``dt`` (seconds) is required: it is never a hidden constant.  Other keyword
+    arguments go to the backend (for the torch backend: ``batch_first``,
+    ``record``, ``surrogate``, ``detach_reset``).  Returns the backend's
+    artefact, e.g. a ``torch.nn.Module`` for ``"torch"``.
+    """
+    if dt is None:
+        raise ValidationError("compile option dt: required (the time step in seconds, e.g. dt=1e-3)")
+    options = CompileOptions(dt=dt, discretization=discretization, timing=timing, extra=dict(backend_options))
+    backend = get_backend(target)
+    prepared = prepare(graph, options, pipeline)
+    return backend.lower(prepared, options)

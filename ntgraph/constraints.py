@@ -1,0 +1,342 @@
+"""Biological and hardware constraints, attached to IR nodes as data.
+
+Constraints are plain frozen dataclasses.  Where a constraint lives:
+
+* :class:`DalesLaw` on an :class:`~ntgraph.ir.Input` or :class:`~ntgraph.ir.Population`:
+  each neuron is excitatory (+1) or inhibitory (-1), and every weight of every
+  projection *leaving* that node has the neuron's sign.
+* :class:`SignMask`, :class:`ConnectivityMask`, :class:`NoSelfConnections`,
+  :class:`WeightBounds` and :class:`BalancedInit` on a projection.
+
+:func:`resolve` turns the constraints that bear on one projection into a
+:class:`ResolvedConstraints`: one sign, one mask and one pair of bounds per
+stored weight.  Backends enforce those (the torch backend by reparametrising
+the weights so every optimiser step keeps them); :func:`project_weights` maps
+arbitrary weights onto the constraint set and :func:`find_violation` checks it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from ._data import IRData, frozen_array
+from .errors import ConstraintError, ValidationError
+
+__all__ = [
+    "Constraint",
+    "DalesLaw",
+    "SignMask",
+    "ConnectivityMask",
+    "NoSelfConnections",
+    "WeightBounds",
+    "BalancedInit",
+    "ResolvedConstraints",
+    "resolve",
+    "project_weights",
+    "find_violation",
+    "balance_ei",
+    "CONSTRAINT_TYPES",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class Constraint(IRData):
+    """Base class of constraints."""
+
+    def describe(self) -> str:
+        """One short human-readable phrase for summaries."""
+        return type(self).__name__
+
+
+@dataclass(frozen=True, eq=False)
+class DalesLaw(Constraint):
+    """Dale's law: neuron ``k`` is excitatory if ``sign[k] == +1``, inhibitory if ``-1``.
+
+    Attach it to the presynaptic node; all outgoing weights of neuron ``k`` then
+    have sign ``sign[k]`` (a weight may also be exactly zero).
+    """
+
+    sign: Any
+
+    def __post_init__(self) -> None:
+        arr = frozen_array(self.sign, dtype=np.float64)
+        if arr.ndim != 1 or arr.size == 0 or not np.all(np.isin(arr, (-1.0, 1.0))):
+            raise ValidationError(
+                f"DalesLaw.sign: expected a non-empty 1-D array of +1 (excitatory) and -1 (inhibitory), got {self.sign!r}"
+            )
+        self._set("sign", frozen_array(arr, dtype=np.int8))
+
+    @classmethod
+    def from_fraction(cls, size: int, excitatory_fraction: float) -> "DalesLaw":
+        """The first ``round(excitatory_fraction*size)`` neurons excitatory, the rest inhibitory."""
+        if not 0.0 <= float(excitatory_fraction) <= 1.0:
+            raise ValidationError(
+                f"DalesLaw.excitatory_fraction: expected a value in [0, 1], got {excitatory_fraction!r}"
+            )
+        n_exc = int(round(float(excitatory_fraction) * size))
+        return cls(np.where(np.arange(size) < n_exc, 1, -1))
+
+    @property
+    def n_excitatory(self) -> int:
+        return int(np.sum(self.sign > 0))
+
+    @property
+    def n_inhibitory(self) -> int:
+        return int(np.sum(self.sign < 0))
+
+    def describe(self) -> str:
+        return f"Dale {self.n_excitatory}E/{self.n_inhibitory}I"
+
+
+@dataclass(frozen=True, eq=False)
+class SignMask(Constraint):
+    """Fixed signs per synapse, shape ``(n_post, n_pre)``: +1, -1, or 0 (free)."""
+
+    sign: Any
+
+    def __post_init__(self) -> None:
+        arr = frozen_array(self.sign, dtype=np.float64)
+        if arr.ndim != 2 or not np.all(np.isin(arr, (-1.0, 0.0, 1.0))):
+            raise ValidationError(
+                f"SignMask.sign: expected a 2-D array (n_post, n_pre) of -1, 0 and +1, got shape {arr.shape}"
+            )
+        self._set("sign", frozen_array(arr, dtype=np.int8))
+
+    def describe(self) -> str:
+        return f"signs {int(np.sum(self.sign > 0))}+/{int(np.sum(self.sign < 0))}-"
+
+
+@dataclass(frozen=True, eq=False)
+class ConnectivityMask(Constraint):
+    """Which synapses exist, shape ``(n_post, n_pre)``; absent synapses stay exactly zero."""
+
+    mask: Any
+
+    def __post_init__(self) -> None:
+        arr = np.asarray(self.mask)
+        if arr.ndim != 2 or not (arr.dtype == bool or np.all(np.isin(arr, (0, 1)))):
+            raise ValidationError(
+                f"ConnectivityMask.mask: expected a 2-D boolean array (n_post, n_pre), got {arr.dtype} of shape {arr.shape}"
+            )
+        self._set("mask", frozen_array(arr, dtype=bool))
+
+    def describe(self) -> str:
+        return f"mask {self.mask.mean():.0%}"
+
+
+@dataclass(frozen=True, eq=False)
+class NoSelfConnections(Constraint):
+    """No synapse from neuron ``k`` to itself (a recurrent projection's diagonal is zero)."""
+
+    def describe(self) -> str:
+        return "no self"
+
+
+@dataclass(frozen=True, eq=False)
+class WeightBounds(Constraint):
+    """Every (signed) weight lies in ``[low, high]``."""
+
+    low: float = -np.inf
+    high: float = np.inf
+
+    def __post_init__(self) -> None:
+        low, high = float(self.low), float(self.high)
+        if np.isnan(low) or np.isnan(high) or low > high:
+            raise ValidationError(f"WeightBounds: expected low <= high, got low={self.low!r}, high={self.high!r}")
+        self._set("low", low)
+        self._set("high", high)
+
+    def describe(self) -> str:
+        return f"bounds [{self.low:g}, {self.high:g}]"
+
+
+@dataclass(frozen=True, eq=False)
+class BalancedInit(Constraint):
+    """Record that the weights were initialised E/I balanced.
+
+    At initialisation, for every postsynaptic neuron ``i``,
+    ``sum_j W[i, j] * rate[j] == 0``: the expected excitatory and inhibitory
+    inputs cancel (``pre_rates=None`` means equal presynaptic rates).  It is an
+    initialisation property: training is free to move away from it.
+    """
+
+    pre_rates: Any = None
+
+    def __post_init__(self) -> None:
+        if self.pre_rates is not None:
+            arr = frozen_array(self.pre_rates)
+            if arr.ndim != 1 or not np.all(np.isfinite(arr)) or np.any(arr < 0):
+                raise ValidationError(
+                    f"BalancedInit.pre_rates: expected a 1-D array of finite non-negative rates, got {self.pre_rates!r}"
+                )
+            self._set("pre_rates", arr)
+
+    def describe(self) -> str:
+        return "E/I balanced init"
+
+
+CONSTRAINT_TYPES: dict[str, type[Constraint]] = {
+    cls.__name__: cls
+    for cls in (DalesLaw, SignMask, ConnectivityMask, NoSelfConnections, WeightBounds, BalancedInit)
+}
+
+
+@dataclass(frozen=True, eq=False)
+class ResolvedConstraints(IRData):
+    """The constraints on one projection, one entry per stored weight.
+
+    ``sign``: +1/-1 where the sign is fixed, 0 where free.  ``mask``: False where
+    the synapse is absent (weight exactly 0).  ``low``/``high``: bounds on the
+    signed weight.  All arrays have the shape of the projection's ``weight``.
+    """
+
+    sign: Any
+    mask: Any
+    low: Any
+    high: Any
+
+    @property
+    def trivial(self) -> bool:
+        """True when no constraint restricts any weight."""
+        return bool(
+            not np.any(self.sign) and np.all(self.mask) and np.all(np.isneginf(self.low)) and np.all(np.isposinf(self.high))
+        )
+
+
+def resolve(node_id: str, projection: Any, pre_dale: Optional[DalesLaw], is_self_projection: bool) -> ResolvedConstraints:
+    """Combine the projection's constraints and the presynaptic Dale signs.
+
+    ``projection`` is a :class:`~ntgraph.ir.Projection`; its ``synapse_index()``
+    gives the (post, pre) coordinates of every stored weight.  Raises
+    :class:`ConstraintError` naming the projection when two constraints
+    disagree or a constraint does not fit the projection's shape.
+    """
+    post, pre = projection.synapse_index()
+    shape = projection.weight.shape
+    n_post, n_pre = projection.n_post, projection.n_pre
+    sign = np.zeros(shape, dtype=np.int8)
+    mask = np.ones(shape, dtype=bool)
+    low = np.full(shape, -np.inf)
+    high = np.full(shape, np.inf)
+    kind = type(projection).__name__
+
+    if pre_dale is not None:
+        if pre_dale.sign.shape != (n_pre,):
+            raise ConstraintError(
+                f"{kind} '{node_id}': DalesLaw of the source has {pre_dale.sign.size} signs, expected {n_pre} (one per presynaptic neuron)"
+            )
+        sign = pre_dale.sign[pre].reshape(shape).astype(np.int8)
+
+    for c in projection.constraints:
+        if isinstance(c, SignMask):
+            if c.sign.shape != (n_post, n_pre):
+                raise ConstraintError(
+                    f"{kind} '{node_id}'.SignMask.sign: expected shape {(n_post, n_pre)}, got {c.sign.shape}"
+                )
+            fixed = c.sign[post, pre].reshape(shape)
+            clash = (fixed != 0) & (sign != 0) & (fixed != sign)
+            if np.any(clash):
+                k = np.argwhere(clash)[0]
+                raise ConstraintError(
+                    f"{kind} '{node_id}'.SignMask: sign {int(fixed[tuple(k)])} at synapse {tuple(int(x) for x in k)} "
+                    f"contradicts Dale's law of the source (sign {int(sign[tuple(k)])})"
+                )
+            sign = np.where(fixed != 0, fixed, sign).astype(np.int8)
+        elif isinstance(c, ConnectivityMask):
+            if c.mask.shape != (n_post, n_pre):
+                raise ConstraintError(
+                    f"{kind} '{node_id}'.ConnectivityMask.mask: expected shape {(n_post, n_pre)}, got {c.mask.shape}"
+                )
+            mask &= c.mask[post, pre].reshape(shape)
+        elif isinstance(c, NoSelfConnections):
+            if not is_self_projection:
+                raise ConstraintError(
+                    f"{kind} '{node_id}'.NoSelfConnections: expected a projection from a node to itself"
+                )
+            mask &= (post != pre).reshape(shape)
+        elif isinstance(c, WeightBounds):
+            low = np.maximum(low, c.low)
+            high = np.minimum(high, c.high)
+        elif isinstance(c, (BalancedInit,)):
+            pass  # initialisation only
+        elif isinstance(c, DalesLaw):
+            raise ConstraintError(
+                f"{kind} '{node_id}'.constraints: DalesLaw belongs on the presynaptic Input or Population, not on a projection"
+            )
+        else:
+            raise ConstraintError(f"{kind} '{node_id}'.constraints: unknown constraint {type(c).__name__}")
+
+    # A fixed sign narrows the bounds; an empty interval is an error.
+    low = np.where(sign > 0, np.maximum(low, 0.0), low)
+    high = np.where(sign < 0, np.minimum(high, 0.0), high)
+    empty = mask & (low > high)
+    if np.any(empty):
+        k = tuple(int(x) for x in np.argwhere(empty)[0])
+        raise ConstraintError(
+            f"{kind} '{node_id}'.WeightBounds: no weight satisfies sign {int(sign[k])} and bounds "
+            f"[{low[k]:g}, {high[k]:g}] at synapse {k}"
+        )
+    return ResolvedConstraints(
+        sign=frozen_array(sign, np.int8), mask=frozen_array(mask, bool), low=frozen_array(low), high=frozen_array(high)
+    )
+
+
+def project_weights(weight: np.ndarray, rc: ResolvedConstraints) -> np.ndarray:
+    """Map ``weight`` onto the constraint set: signs by magnitude, absent synapses to 0, then clip.
+
+    ``w -> clip(where(sign != 0, sign*|w|, w), low, high) * mask``.  This is the
+    same map the torch backend applies to its free parameters at every forward.
+    """
+    w = np.asarray(weight, dtype=np.float64)
+    w = np.where(rc.sign != 0, rc.sign * np.abs(w), w)
+    w = np.clip(w, rc.low, rc.high)
+    return np.where(rc.mask, w, 0.0)
+
+
+def find_violation(weight: np.ndarray, rc: ResolvedConstraints) -> Optional[str]:
+    """Describe the first weight that breaks the constraints, or return None."""
+    w = np.asarray(weight, dtype=np.float64)
+    checks = (
+        (~rc.mask & (w != 0), "an absent synapse (masked) must be exactly 0"),
+        ((rc.sign > 0) & (w < 0), "must be >= 0 (excitatory / positive sign)"),
+        ((rc.sign < 0) & (w > 0), "must be <= 0 (inhibitory / negative sign)"),
+        (rc.mask & ((w < rc.low) | (w > rc.high)), "is outside its bounds"),
+    )
+    for bad, why in checks:
+        if np.any(bad):
+            k = tuple(int(x) for x in np.argwhere(bad)[0])
+            bounds = f" [{rc.low[k]:g}, {rc.high[k]:g}]" if "bounds" in why else ""
+            return f"weight{list(k)} = {w[k]:g} {why}{bounds} ({int(np.sum(bad))} such weights)"
+    return None
+
+
+def balance_ei(weight: np.ndarray, pre_sign: np.ndarray, pre_rates: Optional[np.ndarray] = None,
+               node_id: str = "?") -> np.ndarray:
+    """Scale the inhibitory weights of a dense ``(n_post, n_pre)`` matrix so E and I inputs cancel.
+
+    For every row ``i`` with excitatory drive ``E_i = sum_{j exc} W[i,j]*rate[j]``
+    and inhibitory drive ``I_i = sum_{j inh} W[i,j]*rate[j]`` (negative), the
+    inhibitory weights are multiplied by ``E_i / -I_i``, so ``E_i + I_i = 0``.
+    Rows that receive no input stay zero; a row with excitatory but no
+    inhibitory input (or the reverse) cannot be balanced and raises
+    :class:`ConstraintError` naming the row.
+    """
+    w = np.array(weight, dtype=np.float64)
+    rates = np.ones(w.shape[1]) if pre_rates is None else np.asarray(pre_rates, dtype=np.float64)
+    exc = pre_sign > 0
+    drive_e = w[:, exc] @ rates[exc]
+    drive_i = w[:, ~exc] @ rates[~exc]
+    unbalanceable = (drive_e > 0) != (drive_i < 0)
+    if np.any(unbalanceable):
+        i = int(np.argmax(unbalanceable))
+        raise ConstraintError(
+            f"Projection '{node_id}'.BalancedInit: postsynaptic neuron {i} receives excitatory drive {drive_e[i]:g} "
+            f"and inhibitory drive {drive_i[i]:g}; both must be non-zero to balance "
+            f"({int(np.sum(unbalanceable))} such neurons; use denser connectivity or more inhibitory neurons)"
+        )
+    scale = np.where(drive_i < 0, drive_e / np.where(drive_i < 0, -drive_i, 1.0), 1.0)
+    w[:, ~exc] *= scale[:, None]
+    return w

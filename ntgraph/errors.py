@@ -1,0 +1,54 @@
+"""Exception hierarchy of ntgraph.
+
+Every error ntgraph raises derives from :class:`NtgraphError` and also from the
+builtin exception that fits, so ``except ValueError`` keeps working for callers
+that do not know ntgraph.  Messages name the node id, the attribute, the bad
+value and what was expected, e.g.::
+
+    Projection 'hid->out'.weight: expected shape (20, 256), got (256, 20)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "NtgraphError",
+    "ValidationError",
+    "ShapeError",
+    "CycleError",
+    "ConstraintError",
+    "FileFormatError",
+    "UnsupportedNodeError",
+    "BackendNotFoundError",
+]
+
+
+class NtgraphError(Exception):
+    """Base class of every error raised by ntgraph."""
+
+
+class ValidationError(NtgraphError, ValueError):
+    """A graph, a node attribute, an option or a run-time input is invalid."""
+
+
+class ShapeError(ValidationError):
+    """Array or tensor shapes do not agree."""
+
+
+class CycleError(ValidationError):
+    """A cycle of the graph has no delayed projection to cut it."""
+
+
+class ConstraintError(ValidationError):
+    """A constraint is inconsistent with the weights or with another constraint."""
+
+
+class FileFormatError(NtgraphError, ValueError):
+    """A file is truncated, corrupt, of a foreign format or of an unsupported version."""
+
+
+class UnsupportedNodeError(NtgraphError, TypeError):
+    """A backend has no lowering for a node type."""
+
+
+class BackendNotFoundError(NtgraphError, LookupError):
+    """No backend is registered under the requested name."""

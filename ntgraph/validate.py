@@ -1,0 +1,169 @@
+"""Validation of a graph before lowering.
+
+:func:`validate` checks structure, shapes, parameters, weights, constraints and
+cycles, and raises the first problem as a :class:`~ntgraph.errors.ValidationError`
+subclass whose message names the node, the attribute, the value and what was
+expected.  It never uses ``assert``.  Options are checked by
+:func:`check_options` (``dt`` against every time constant among them).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import networkx as nx
+import numpy as np
+
+from .constraints import find_violation, resolve
+from .errors import ConstraintError, CycleError, ShapeError, ValidationError
+from .graph import Graph
+from .ir import Input, Node, Output, Population, Projection
+from .models import NeuronModel
+
+__all__ = ["validate", "check_options", "check_node", "find_instant_cycle", "DISCRETIZATIONS", "TIMINGS"]
+
+DISCRETIZATIONS = ("euler", "exact")
+TIMINGS = ("sync", "pipelined")
+
+
+def validate(graph: Graph, *, dt: Optional[float] = None, timing: str = "sync") -> None:
+    """Check ``graph`` and raise the first problem found.
+
+    With ``dt`` given, every time constant must be at least ``dt``.  With
+    ``timing="sync"`` every cycle needs a projection of delay >= 1;
+    ``"pipelined"`` delays every projection by one step, so any cycle is fine.
+    """
+    if not isinstance(graph, Graph):
+        raise ValidationError(f"graph: expected an ntgraph Graph, got {type(graph).__name__}")
+    if len(graph) == 0:
+        raise ValidationError(f"graph '{graph.name}': is empty; expected at least one Input, Population and Output")
+    if not graph.outputs:
+        raise ValidationError(f"graph '{graph.name}': has no Output; add one with graph.output(name, source)")
+    for node_id, payload in graph.items():
+        _check_structure(graph, node_id, payload)
+        check_node(node_id, payload, dt=dt)
+    for node_id in graph.projections:
+        _check_projection(graph, node_id)
+    if timing == "sync":
+        cycle = find_instant_cycle(graph)
+        if cycle is not None:
+            path = " -> ".join([*cycle, cycle[0]])
+            raise CycleError(
+                f"cycle {path}: every projection in it has delay 0, so no step order exists; "
+                f"expected at least one projection with delay >= 1 (e.g. delay=1 on a recurrent projection)"
+            )
+
+
+def check_options(dt: float, discretization: str, timing: str) -> None:
+    """Check the compile options ``dt`` (seconds), ``discretization`` and ``timing``."""
+    if isinstance(dt, bool) or not isinstance(dt, (int, float, np.floating, np.integer)) or not math.isfinite(dt) or dt <= 0:
+        raise ValidationError(f"compile option dt: expected a positive finite time step in seconds, got {dt!r}")
+    if discretization not in DISCRETIZATIONS:
+        raise ValidationError(
+            f"compile option discretization: expected one of {', '.join(map(repr, DISCRETIZATIONS))}, got {discretization!r}"
+        )
+    if timing not in TIMINGS:
+        raise ValidationError(f"compile option timing: expected one of {', '.join(map(repr, TIMINGS))}, got {timing!r}")
+
+
+def check_node(node_id: str, payload: Node, *, dt: Optional[float] = None) -> None:
+    """Checks that need only the payload: finite arrays, parameter signs, dt against tau."""
+    kind = payload.kind
+    if isinstance(payload, Population):
+        _check_model(node_id, payload.model, dt)
+    if isinstance(payload, Projection):
+        for name in payload.array_names():
+            arr = getattr(payload, name)
+            if arr is not None and not np.all(np.isfinite(arr)):
+                k = int(np.argmax(~np.isfinite(np.ravel(arr))))
+                raise ValidationError(
+                    f"{kind} '{node_id}'.{name}: expected finite values, got {np.ravel(arr)[k]} at flat index {k}"
+                )
+
+
+def _check_model(node_id: str, model: NeuronModel, dt: Optional[float]) -> None:
+    mname = type(model).__name__
+    for name in model.param_names():
+        arr = getattr(model, name)
+        if arr is None:
+            continue
+        info = model.param_info(name)
+        unit = f" {info['unit']}" if info["unit"] else ""
+        where = f"Population '{node_id}'.model.{name} ({mname})"
+        flat = np.ravel(arr)
+        bad = ~np.isfinite(flat)
+        if info["positive"]:
+            bad |= ~(flat > 0)
+            expected = f"positive finite values{unit}"
+        elif info["nonnegative"]:
+            bad |= ~(flat >= 0)
+            expected = f"non-negative finite values{unit}"
+        else:
+            expected = "finite values"
+        if np.any(bad):
+            k = int(np.argmax(bad))
+            raise ValidationError(f"{where}: expected {expected}, got {flat[k]:g} (neuron {k})")
+        if dt is not None and info["unit"] == "s" and np.any(flat < dt):
+            k = int(np.argmin(flat))
+            raise ValidationError(
+                f"{where}: dt={dt:g} s is larger than the time constant {flat[k]:g} s (neuron {k}); "
+                f"expected dt <= {name} (make dt smaller or the time constant larger)"
+            )
+
+
+def _check_structure(graph: Graph, node_id: str, payload: Node) -> None:
+    kind = payload.kind
+    preds, succs = graph.predecessors(node_id), graph.successors(node_id)
+    if isinstance(payload, Input) and preds:
+        raise ValidationError(f"Input '{node_id}': expected no incoming edges, got {preds}")
+    if isinstance(payload, Output):
+        if succs:
+            raise ValidationError(f"Output '{node_id}': expected no outgoing edges, got {succs}")
+        src = graph.source(node_id)
+        if not isinstance(graph[src], (Input, Population)):
+            raise ValidationError(f"Output '{node_id}'.source: expected an Input or Population, got {graph[src].kind} '{src}'")
+        if graph.node_size(src) != payload.size:
+            raise ShapeError(f"Output '{node_id}'.size: expected {graph.node_size(src)} (the size of '{src}'), got {payload.size}")
+    if isinstance(payload, Population):
+        for p in preds:
+            if not isinstance(graph[p], Projection):
+                raise ValidationError(
+                    f"Population '{node_id}': input from {graph[p].kind} '{p}'; expected only projections into a population"
+                )
+    if isinstance(payload, Projection):
+        src, dst = graph.source(node_id), graph.target(node_id)
+        if not isinstance(graph[src], (Input, Population)):
+            raise ValidationError(f"{kind} '{node_id}'.source: expected an Input or Population, got {graph[src].kind} '{src}'")
+        if not isinstance(graph[dst], Population):
+            raise ValidationError(f"{kind} '{node_id}'.target: expected a Population, got {graph[dst].kind} '{dst}'")
+    if not isinstance(payload, (Input, Output, Population, Projection)):
+        raise ValidationError(f"node '{node_id}': unknown node type {kind}")
+
+
+def _check_projection(graph: Graph, node_id: str) -> None:
+    payload = graph[node_id]
+    src, dst = graph.source(node_id), graph.target(node_id)
+    n_pre, n_post = graph.node_size(src), graph.node_size(dst)
+    if (payload.n_post, payload.n_pre) != (n_post, n_pre):
+        what = "weight" if payload.weight.ndim == 2 else "n_post, n_pre"
+        raise ShapeError(
+            f"{payload.kind} '{node_id}'.{what}: expected shape ({n_post}, {n_pre}) for '{src}' ({n_pre}) -> "
+            f"'{dst}' ({n_post}), got ({payload.n_post}, {payload.n_pre})"
+        )
+    rc = resolve(node_id, payload, getattr(graph[src], "dale", None), src == dst)
+    problem = find_violation(payload.weight, rc)
+    if problem is not None:
+        raise ConstraintError(f"{payload.kind} '{node_id}'.weight: {problem}")
+
+
+def find_instant_cycle(graph: Graph) -> Optional[list[str]]:
+    """A cycle whose projections all have delay 0, as a list of node ids, or None."""
+    undelayed = nx.subgraph_view(
+        graph.to_networkx(), filter_node=lambda n: not (isinstance(graph[n], Projection) and graph[n].delay > 0)
+    )
+    try:
+        edges = nx.find_cycle(undelayed)
+    except nx.NetworkXNoCycle:
+        return None
+    return [u for u, _ in edges]
