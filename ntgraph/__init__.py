@@ -8,7 +8,7 @@ name through entry points and import their heavy dependencies themselves.
 
 from __future__ import annotations
 
-from .compiler import CompileOptions, compile
+from .compiler import CompileOptions, compile, simulate
 from .constraints import (
     BalancedInit,
     ConnectivityMask,
@@ -52,6 +52,7 @@ def load(path):  # type: ignore[no-untyped-def]
 __all__ = [
     "Graph",
     "compile",
+    "simulate",
     "CompileOptions",
     "validate",
     "save",

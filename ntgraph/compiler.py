@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import numpy as np
 
 from .errors import ValidationError
 from .graph import Graph
@@ -11,7 +13,7 @@ from .passes import Pipeline, default_pipeline
 from .registry import get_backend
 from .validate import check_options, validate
 
-__all__ = ["CompileOptions", "compile", "prepare"]
+__all__ = ["CompileOptions", "compile", "prepare", "simulate"]
 
 
 @dataclass(frozen=True)
@@ -64,3 +66,38 @@ def compile(  # noqa: A001 - the natural name; ntgraph.compile shadows the built
     backend = get_backend(target)
     prepared = prepare(graph, options, pipeline)
     return backend.lower(prepared, options)
+
+
+def simulate(
+    graph: Graph,
+    inputs: Union[np.ndarray, Mapping[str, np.ndarray]],
+    *,
+    target: str = "torch",
+    dt: Optional[float] = None,
+    discretization: str = "euler",
+    timing: str = "sync",
+    record: Sequence[str] = (),
+    **backend_options: Any,
+) -> dict[str, np.ndarray]:
+    """Run ``graph`` on ``target`` without gradients and return numpy arrays.
+
+    ``inputs``: one array ``[T, batch, size]`` per Input, as a dict by name (or
+    a single array when the graph has one Input).  Returns every Output by
+    name and every probe in ``record`` as ``"population.variable"``, each
+    ``[T, batch, n]``.  The backend must provide ``simulate``; this keeps
+    callers such as the CLI free of any backend's array type.
+    """
+    if dt is None:
+        raise ValidationError("simulate option dt: required (the time step in seconds, e.g. dt=1e-3)")
+    if not isinstance(inputs, Mapping):
+        if len(graph.inputs) != 1:
+            raise ValidationError(
+                f"inputs: the graph has {len(graph.inputs)} Inputs {graph.inputs}; pass a dict of arrays by name"
+            )
+        inputs = {graph.inputs[0]: inputs}
+    options = CompileOptions(dt=dt, discretization=discretization, timing=timing, extra=dict(backend_options))
+    backend = get_backend(target)
+    if not hasattr(backend, "simulate"):
+        raise ValidationError(f"target {target!r}: this backend cannot simulate (it only exports)")
+    prepared = prepare(graph, options)
+    return backend.simulate(prepared, options, dict(inputs), list(record))

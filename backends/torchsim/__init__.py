@@ -89,3 +89,12 @@ class TorchBackend:
         module = SimulationModule(graph, options, dynamics, projections,
                                   batch_first=extra["batch_first"], record=extra["record"])
         return module.to(dtype=dtype, device=extra["device"])
+
+    def simulate(self, graph: Graph, options: CompileOptions, inputs: dict[str, Any],
+                 record: list[str]) -> dict[str, Any]:
+        """Lower, run without gradients, and return numpy arrays (outputs and probes by name)."""
+        module = self.lower(graph, options)
+        with torch.no_grad():
+            result = module(inputs, record=record)
+        arrays = {**result.outputs, **result.records}
+        return {k: v.detach().cpu().double().numpy() for k, v in arrays.items()}

@@ -1,0 +1,185 @@
+"""The ``ntgraph`` command line: ``info``, ``run`` and ``demo``.
+
+Every error ntgraph raises is printed as ``error: <message>`` with exit status 2;
+files are written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from . import __version__
+from ._atomic import atomic_write
+from .compiler import simulate
+from .errors import FileFormatError, NtgraphError, ValidationError
+from .graph import Graph
+from .passes import default_pipeline
+
+__all__ = ["main", "build_parser"]
+
+
+def _load_graph(path: str) -> Graph:
+    from .io import load
+
+    return load(path)
+
+
+def _load_array(path: str) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise FileFormatError(f"input file {path}: does not exist") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise FileFormatError(f"input file {path}: not a readable .npy array ({exc})") from None
+    if not isinstance(arr, np.ndarray):
+        raise FileFormatError(f"input file {path}: expected a single .npy array, got an archive of several arrays")
+    if arr.dtype.kind not in "biuf":
+        raise FileFormatError(f"input file {path}: expected a numeric array, got dtype {arr.dtype}")
+    if arr.ndim != 3:
+        raise ValidationError(f"input file {path}: expected shape [T, batch, features], got {arr.shape}")
+    return arr.astype(np.float64)
+
+
+def _parse_inputs(graph: Graph, specs: Sequence[str]) -> dict[str, np.ndarray]:
+    inputs: dict[str, np.ndarray] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            if len(graph.inputs) != 1:
+                raise ValidationError(
+                    f"--input {spec}: the graph has {len(graph.inputs)} inputs {graph.inputs}; use --input NAME=FILE.npy"
+                )
+            name, path = graph.inputs[0], spec
+        if name not in graph.inputs:
+            raise ValidationError(f"--input {spec}: the graph has no Input {name!r}; inputs: {graph.inputs}")
+        inputs[name] = _load_array(path)
+    missing = [i for i in graph.inputs if i not in inputs]
+    if missing:
+        raise ValidationError(f"--input: missing arrays for inputs {missing}")
+    return inputs
+
+
+def _fit_steps(inputs: dict[str, np.ndarray], steps: Optional[int]) -> dict[str, np.ndarray]:
+    """Truncate to ``steps`` or pad with zero input after the end of the given arrays."""
+    if steps is None:
+        return inputs
+    if steps < 1:
+        raise ValidationError(f"--steps: expected a positive number of steps, got {steps}")
+    out = {}
+    for name, x in inputs.items():
+        if steps <= x.shape[0]:
+            out[name] = x[:steps]
+        else:
+            out[name] = np.concatenate([x, np.zeros((steps - x.shape[0], *x.shape[1:]))])
+    return out
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    graph = _load_graph(args.file)
+    print(graph)
+    print()
+    print(graph.summary())
+    prepared = default_pipeline().run(graph)
+    print()
+    print("resources:", ", ".join(f"{k}={v}" for k, v in prepared.attrs["resources"].items()))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    graph = _load_graph(args.file)
+    inputs = _fit_steps(_parse_inputs(graph, args.input), args.steps)
+    results = simulate(graph, inputs, target=args.target, dt=args.dt, discretization=args.discretization,
+                       timing=args.timing, record=args.record or ())
+    out = Path(args.out)
+    with atomic_write(out, mode="wb") as fh:
+        np.savez(fh, **results)
+    steps = next(iter(inputs.values())).shape[0]
+    print(f"simulated {steps} steps of '{graph.name}' on {args.target} (dt={args.dt:g} s); wrote {out}:")
+    for name, arr in results.items():
+        print(f"  {name:<24} shape={arr.shape}  mean={arr.mean():.4g}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DemoConfig, build_demo_graph, firing_summary, poisson_input
+    from .io import save
+    from .plotting import spike_raster
+
+    cfg = DemoConfig(steps=args.steps, seed=args.seed)
+    graph = build_demo_graph(cfg)
+    print(graph)
+    print()
+    print(graph.summary())
+    print()
+    print("compiler passes:")
+    print(default_pipeline())
+    x = poisson_input(cfg)
+    results = simulate(graph, {"stim": x}, target="torch", dt=cfg.dt, record=["cortex.v"])
+    sign = graph["cortex"].dale.sign
+    stats = firing_summary(results["spikes"], sign, cfg.dt)
+    print()
+    print(f"simulated {cfg.steps} steps of {cfg.dt * 1e3:g} ms ({cfg.steps * cfg.dt:g} s) on the torch backend")
+    print(f"  excitatory rate   {stats['rate_exc_hz']:.2f} Hz")
+    print(f"  inhibitory rate   {stats['rate_inh_hz']:.2f} Hz")
+    print(f"  active neurons    {stats['active_fraction']:.1%}")
+    print(f"  mean ISI CV       {stats['cv_isi']:.2f}")
+    print(f"  readout (t=end)   {np.array2string(results['prediction'][-1, 0], precision=3)}")
+    outdir = Path(args.out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    raster = spike_raster(outdir / "raster.png", results["spikes"][:, 0], cfg.dt, sign=sign, inputs=x[:, 0],
+                          traces=results["prediction"][:, 0], title=f"ntgraph demo: {graph.name}")
+    graph_file = save(graph, outdir / "demo.ntg")
+    with atomic_write(outdir / "results.npz", mode="wb") as fh:
+        np.savez(fh, stim=x, **results)
+    print(f"wrote {raster}, {graph_file} and {outdir / 'results.npz'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ntgraph", description="Graph-based neuromorphic compiler and simulator.")
+    parser.add_argument("--version", action="version", version=f"ntgraph {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="print a saved graph: one line per node, a summary table, resources")
+    p.add_argument("file", help="a graph file written by ntgraph.save (.ntg)")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("run", help="simulate a saved graph on input arrays and save the outputs")
+    p.add_argument("file", help="a graph file written by ntgraph.save (.ntg)")
+    p.add_argument("--input", action="append", required=True, metavar="[NAME=]X.npy",
+                   help="input array [T, batch, features]; repeat as NAME=FILE for several inputs")
+    p.add_argument("--dt", type=float, required=True, help="time step in seconds")
+    p.add_argument("--steps", type=int, default=None,
+                   help="number of steps (default: T of the input; more steps pad with zero input)")
+    p.add_argument("--out", required=True, help="output .npz: every Output and recorded probe, [T, batch, n]")
+    p.add_argument("--record", action="append", metavar="POP[.VAR]", help="also record a population variable")
+    p.add_argument("--discretization", choices=("euler", "exact"), default="euler")
+    p.add_argument("--timing", choices=("sync", "pipelined"), default="sync")
+    p.add_argument("--target", default="torch", help="simulation backend (default: torch)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="build, simulate and plot a balanced E/I network under Dale's law")
+    p.add_argument("--out", default="ntgraph-demo", help="output folder (default: ./ntgraph-demo)")
+    p.add_argument("--steps", type=int, default=1000, help="time steps of 1 ms (default: 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``ntgraph`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except NtgraphError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
