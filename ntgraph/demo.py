@@ -46,10 +46,10 @@ def build_demo_graph(cfg: DemoConfig = DemoConfig()) -> Graph:
     tau_mem = rng.uniform(15e-3, 25e-3, cfg.n_neurons)
     g.population("cortex", LIF(tau_mem=tau_mem, v_th=1.0, reset="subtract"), cfg.n_neurons,
                  excitatory=cfg.excitatory_fraction)
-    g.dense("stim", "cortex", p=cfg.p_input, scale=4.0, bounds=(0.0, 10.0))
-    g.dense("cortex", "cortex", p=cfg.p_recurrent, scale=1.5, no_self=True, balanced=True, bounds=(-5.0, 5.0))
+    g.dense("stim", "cortex", p=cfg.p_input, scale=1.0, bounds=(0.0, 10.0))
+    g.dense("cortex", "cortex", p=cfg.p_recurrent, scale=1.0, no_self=True, balanced=True, bounds=(-5.0, 5.0))
     g.population("readout", LI(tau_mem=20e-3), cfg.n_readout)
-    g.dense("cortex", "readout", scale=0.5)
+    g.dense("cortex", "readout")
     g.output("spikes", "cortex")
     g.output("prediction", "readout")
     return g

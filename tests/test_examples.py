@@ -1,0 +1,40 @@
+"""Every example script runs (smoke test with small sizes) and gives sensible numbers."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_example_is_covered():
+    assert sorted(p.stem for p in EXAMPLES.glob("*.py")) == sorted(SMOKE)
+
+
+def smoke_balanced():
+    result = load("balanced_ei_network").main(steps=200)
+    assert result["rate_exc_hz"] > 0 and result["max_row_imbalance"] < 1e-9
+
+
+def smoke_wilson_cowan():
+    result = load("wilson_cowan_network").main(steps=100, iterations=15)
+    assert result["last_loss"] < result["first_loss"]
+
+
+SMOKE = {"balanced_ei_network": smoke_balanced, "wilson_cowan_network": smoke_wilson_cowan}
+
+
+@pytest.mark.parametrize("name", sorted(SMOKE))
+def test_example_runs(name, capsys):
+    SMOKE[name]()
+    assert capsys.readouterr().out
