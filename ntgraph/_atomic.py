@@ -18,7 +18,7 @@ from typing import IO, Any, Iterator, Optional, Union
 
 __all__ = ["atomic_write"]
 
-PathLike = Union[str, "os.PathLike[str]"]
+PathLike = Union[str, os.PathLike]
 
 _WRITE_MODES = ("w", "wb", "wt")
 

@@ -1,4 +1,4 @@
-"""The ``ntgraph`` command line: ``info``, ``run`` and ``demo``.
+"""The ``ntgraph`` command line: ``info``, ``run``, ``export``, ``import`` and ``demo``.
 
 Every error ntgraph raises is printed as ``error: <message>`` with exit status 2;
 files are written atomically.
@@ -19,14 +19,37 @@ from .compiler import simulate
 from .errors import FileFormatError, NtgraphError, ValidationError
 from .graph import Graph
 from .passes import default_pipeline
+from .registry import get_backend, get_importer
 
 __all__ = ["main", "build_parser"]
 
 
-def _load_graph(path: str) -> Graph:
+def _load_graph(path: str, **options: object) -> Graph:
+    """Read ntgraph's own format, or any format with a registered importer (by suffix, e.g. ``.nir``)."""
     from .io import load
 
-    return load(path)
+    suffix = Path(path).suffix.lower()
+    if suffix in ("", ".ntg"):
+        return load(path)
+    if not Path(path).exists():
+        raise FileFormatError(f"{path}: does not exist")
+    return get_importer(suffix)(path, **options)
+
+
+def _parse_options(pairs: Optional[Sequence[str]]) -> dict[str, object]:
+    """``key=value`` pairs; values are parsed as Python literals where possible (numbers, True, None)."""
+    import ast
+
+    options: dict[str, object] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValidationError(f"--set {pair}: expected KEY=VALUE")
+        try:
+            options[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            options[key] = value
+    return options
 
 
 def _load_array(path: str) -> np.ndarray:
@@ -105,6 +128,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .compiler import CompileOptions, prepare
+
+    graph = _load_graph(args.file)
+    backend = get_backend(args.format)
+    if not hasattr(backend, "export"):
+        raise ValidationError(f"--format {args.format}: this backend cannot write files")
+    options = CompileOptions(dt=args.dt, discretization=args.discretization, timing=args.timing,
+                             extra=_parse_options(args.set))
+    out = backend.export(prepare(graph, options), options, Path(args.out))
+    print(f"exported '{graph.name}' as {args.format} to {out}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .io import save
+
+    graph = _load_graph(args.file, **_parse_options(args.set))
+    out = save(graph, args.out)
+    print(graph)
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DemoConfig, build_demo_graph, firing_summary, poisson_input
     from .io import save
@@ -146,11 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("info", help="print a saved graph: one line per node, a summary table, resources")
-    p.add_argument("file", help="a graph file written by ntgraph.save (.ntg)")
+    p.add_argument("file", help="a graph file (.ntg, or any importable format such as .nir)")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("run", help="simulate a saved graph on input arrays and save the outputs")
-    p.add_argument("file", help="a graph file written by ntgraph.save (.ntg)")
+    p.add_argument("file", help="a graph file (.ntg, or any importable format such as .nir)")
     p.add_argument("--input", action="append", required=True, metavar="[NAME=]X.npy",
                    help="input array [T, batch, features]; repeat as NAME=FILE for several inputs")
     p.add_argument("--dt", type=float, required=True, help="time step in seconds")
@@ -162,6 +209,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timing", choices=("sync", "pipelined"), default="sync")
     p.add_argument("--target", default="torch", help="simulation backend (default: torch)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("export", help="write a graph in another format (--format nir, onnx, ...)")
+    p.add_argument("file", help="a graph file (.ntg, or any importable format)")
+    p.add_argument("--format", required=True, help="target backend name, e.g. nir or onnx")
+    p.add_argument("--out", "-o", required=True, help="output file")
+    p.add_argument("--dt", type=float, required=True, help="time step in seconds")
+    p.add_argument("--discretization", choices=("euler", "exact"), default="euler")
+    p.add_argument("--timing", choices=("sync", "pipelined"), default="sync")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="backend option, e.g. --set mode=sequence")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="convert a file of another format (e.g. .nir) into ntgraph's own format")
+    p.add_argument("file", help="a file with a registered importer, e.g. model.nir")
+    p.add_argument("--out", "-o", required=True, help="output .ntg file")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="importer option, e.g. --set dialect=snntorch")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("demo", help="build, simulate and plot a balanced E/I network under Dale's law")
     p.add_argument("--out", default="ntgraph-demo", help="output folder (default: ./ntgraph-demo)")

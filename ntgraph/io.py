@@ -77,7 +77,7 @@ MAX_MEMBER_BYTES = 2 * 1024**3
 MAX_MANIFEST_BYTES = 64 * 1024**2
 
 MANIFEST = "manifest.json"
-PathLike = Union[str, "os.PathLike[str]"]
+PathLike = Union[str, os.PathLike]
 
 _NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 _NPY_VERSIONS = ((1, 0), (2, 0))
@@ -218,6 +218,7 @@ def save(graph: Graph, path: PathLike) -> pathlib.Path:
 
 # ---------------------------------------------------------------- loading
 def _error(path: pathlib.Path, what: str) -> FileFormatError:
+    """The error for a bad file: its path, then what is wrong."""
     return FileFormatError(f"{path}: {what}")
 
 
@@ -237,6 +238,7 @@ def _archive_errors(path: pathlib.Path, what: str) -> Iterator[None]:
 
 
 def _open_archive(path: pathlib.Path) -> zipfile.ZipFile:
+    """Open ``path`` as a zip archive, or say why it is not one."""
     if not path.exists():
         raise _error(path, "does not exist")
     if not path.is_file():
@@ -289,8 +291,8 @@ class _Decoder:
         self._arrays: dict[str, np.ndarray] = {}
         self._tags: dict[str, Callable[[dict, str], Any]] = {
             "__type__": self._dataclass,
-            "__array__": lambda v, where: self._array(v["__array__"], where),
-            "__scalar__": lambda v, where: self._array(v["__scalar__"], where)[()],
+            "__array__": self._array_ref,
+            "__scalar__": self._scalar_ref,
             "__tuple__": self._tuple,
             "__float__": self._float,
             "__dict__": self._dict,
@@ -344,7 +346,7 @@ class _Decoder:
 
     def _float(self, value: dict, where: str) -> float:
         text = value["__float__"]
-        if len(value) != 1 or text not in _NONFINITE:
+        if len(value) != 1 or not isinstance(text, str) or text not in _NONFINITE:
             raise self.error(f"{where}: malformed float {value!r}, expected one of {', '.join(_NONFINITE)}")
         return _NONFINITE[text]
 
@@ -354,10 +356,20 @@ class _Decoder:
             raise self.error(f"{where}: malformed dict, expected {{'__dict__': {{...}}}}")
         return {k: self.decode(v, f"{where}[{k!r}]") for k, v in items.items()}
 
-    def _array(self, name: Any, where: str) -> np.ndarray:
-        """The array stored in member ``name`` (read once, returned read-only)."""
-        if not isinstance(name, str):
-            raise self.error(f"{where}: malformed array reference {name!r}")
+    def _array_ref(self, value: dict, where: str) -> np.ndarray:
+        return self._array(value, "__array__", where)
+
+    def _scalar_ref(self, value: dict, where: str) -> np.generic:
+        arr = self._array(value, "__scalar__", where)
+        if arr.ndim != 0:
+            raise self.error(f"{where}: a numpy scalar must be stored as a 0-d array, got shape {arr.shape}")
+        return arr[()]
+
+    def _array(self, value: dict, tag: str, where: str) -> np.ndarray:
+        """The array stored in the member ``value[tag]`` names (read once, returned read-only)."""
+        name = value[tag]
+        if len(value) != 1 or not isinstance(name, str):
+            raise self.error(f"{where}: malformed array reference {value!r:.80}, expected {{{tag!r}: member name}}")
         if name not in self._arrays:
             info = _member_info(self._zf, self._path, name, MAX_MEMBER_BYTES, where)
             with _archive_errors(self._path, f"member {name!r} is corrupt"):

@@ -40,12 +40,20 @@ def _check_size(owner: str, size: Any) -> int:
     return int(size)
 
 
-def _check_constraints(owner: str, constraints: Any) -> tuple:
+def _check_constraints(owner: str, constraints: Any, allowed: tuple = (Constraint,)) -> tuple:
     constraints = tuple(constraints)
     for c in constraints:
-        if not isinstance(c, Constraint):
-            raise ValidationError(f"{owner}.constraints: expected Constraint objects, got {c!r}")
+        if not isinstance(c, allowed):
+            names = " or ".join(t.__name__ for t in allowed)
+            raise ValidationError(f"{owner}.constraints: expected {names} objects, got {c!r}")
     return constraints
+
+
+def _index_array(owner: str, values: Any) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.size and arr.dtype.kind not in "iu":
+        raise ValidationError(f"{owner}: expected integer indices, got dtype {arr.dtype}")
+    return frozen_array(arr, dtype=np.int64)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -74,7 +82,7 @@ class Input(Node):
 
     def __post_init__(self) -> None:
         self._set("size", _check_size("Input", self.size))
-        self._set("constraints", _check_constraints("Input", self.constraints))
+        self._set("constraints", _check_constraints("Input", self.constraints, (DalesLaw,)))
 
     @property
     def dale(self) -> Optional[DalesLaw]:
@@ -118,13 +126,13 @@ class Population(Node):
         if not isinstance(self.model, NeuronModel):
             raise ValidationError(f"Population.model: expected a NeuronModel (LIF, ALIF, ...), got {self.model!r}")
         self._set("model", self.model.broadcast(size))
-        self._set("constraints", _check_constraints("Population", self.constraints))
+        self._set("constraints", _check_constraints("Population", self.constraints, (DalesLaw,)))
         learnable = tuple(self.learnable)
         names = self.model.param_names()
         for name in learnable:
             if name not in names:
                 raise ValidationError(
-                    f"Population.learnable: {name!r} is not a parameter of {self.model.kind if hasattr(self.model, 'kind') else type(self.model).__name__}; "
+                    f"Population.learnable: {name!r} is not a parameter of {type(self.model).__name__}; "
                     f"expected some of {', '.join(names)}"
                 )
         self._set("learnable", learnable)
@@ -259,8 +267,8 @@ class Sparse(Projection):
 
     def __post_init__(self) -> None:
         w = frozen_array(self.weight)
-        post = frozen_array(self.post_index, dtype=np.int64)
-        pre = frozen_array(self.pre_index, dtype=np.int64)
+        post = _index_array("Sparse.post_index", self.post_index)
+        pre = _index_array("Sparse.pre_index", self.pre_index)
         if not (w.ndim == post.ndim == pre.ndim == 1 and w.shape == post.shape == pre.shape):
             raise ShapeError(
                 f"Sparse: weight, post_index and pre_index must be 1-D of equal length, got shapes "

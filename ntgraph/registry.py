@@ -22,15 +22,37 @@ from typing import Any, Callable, Protocol, TypeVar
 
 from .errors import BackendNotFoundError, UnsupportedNodeError
 
-__all__ = ["Backend", "get_backend", "register_backend", "available_backends", "LoweringTable", "ENTRY_POINT_GROUP"]
+__all__ = [
+    "Backend",
+    "get_backend",
+    "register_backend",
+    "available_backends",
+    "get_importer",
+    "register_importer",
+    "LoweringTable",
+    "ENTRY_POINT_GROUP",
+    "IMPORTER_GROUP",
+]
 
 ENTRY_POINT_GROUP = "ntgraph.backends"
+#: Entry points named by a file suffix without the dot ("nir"), each a callable ``(path, **options) -> Graph``.
+IMPORTER_GROUP = "ntgraph.importers"
 _runtime: dict[str, Callable[[], Any]] = {}
+_runtime_importers: dict[str, Callable[..., Any]] = {}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Backend(Protocol):
-    """What :func:`ntgraph.compile` needs from a backend."""
+    """What :func:`ntgraph.compile` needs from a backend.
+
+    Optional methods, used when present:
+
+    * ``simulate(graph, options, inputs: dict[str, np.ndarray], record: list[str]) -> dict[str, np.ndarray]``
+      (:func:`ntgraph.simulate`, ``ntgraph run``);
+    * ``export(graph, options, path, **kwargs) -> pathlib.Path`` (``ntgraph export --format NAME``).
+
+    ``graph`` is always the validated graph annotated by the pass pipeline.
+    """
 
     name: str
 
@@ -68,6 +90,30 @@ def get_backend(name: str) -> Backend:
             f"install its dependencies"
         ) from exc
     return factory()
+
+
+def register_importer(suffix: str, loader: Callable[..., Any]) -> None:
+    """Register ``loader(path, **options) -> Graph`` for files ending in ``.suffix`` (this process only)."""
+    _runtime_importers[suffix.lstrip(".").lower()] = loader
+
+
+def get_importer(suffix: str) -> Callable[..., Any]:
+    """The loader for files with ``suffix`` (e.g. ``".nir"``), from entry points or run-time registrations."""
+    key = suffix.lstrip(".").lower()
+    if key in _runtime_importers:
+        return _runtime_importers[key]
+    eps = {ep.name: ep for ep in metadata.entry_points(group=IMPORTER_GROUP)}
+    if key not in eps:
+        known = sorted({"ntg", *eps, *_runtime_importers})
+        raise BackendNotFoundError(
+            f"file suffix {suffix!r}: no importer; expected one of {', '.join('.' + k for k in known)}"
+        )
+    try:
+        return eps[key].load()
+    except ImportError as exc:
+        raise BackendNotFoundError(
+            f"file suffix {suffix!r}: the importer is registered but cannot be imported ({exc}); install its dependencies"
+        ) from exc
 
 
 class LoweringTable:
