@@ -100,9 +100,9 @@ class SignMask(Constraint):
     def __post_init__(self) -> None:
         arr = frozen_array(self.sign, dtype=np.float64)
         if arr.ndim != 2 or not np.all(np.isin(arr, (-1.0, 0.0, 1.0))):
-            raise ValidationError(
-                f"SignMask.sign: expected a 2-D array (n_post, n_pre) of -1, 0 and +1, got shape {arr.shape}"
-            )
+            bad = arr[~np.isin(arr, (-1.0, 0.0, 1.0))]
+            got = f"shape {arr.shape}" if arr.ndim != 2 else f"the value {bad[0]:g} ({bad.size} such entries)"
+            raise ValidationError(f"SignMask.sign: expected a 2-D array (n_post, n_pre) of -1, 0 and +1, got {got}")
         self._set("sign", frozen_array(arr, dtype=np.int8))
 
     def describe(self) -> str:
@@ -118,8 +118,12 @@ class ConnectivityMask(Constraint):
     def __post_init__(self) -> None:
         arr = np.asarray(self.mask)
         if arr.ndim != 2 or not (arr.dtype == bool or np.all(np.isin(arr, (0, 1)))):
+            got = f"{arr.dtype} of shape {arr.shape}"
+            if arr.ndim == 2 and arr.dtype != object:
+                bad = arr[~np.isin(arr, (0, 1))]
+                got += f" holding the value {bad[0]!r} ({bad.size} such entries)" if bad.size else ""
             raise ValidationError(
-                f"ConnectivityMask.mask: expected a 2-D boolean array (n_post, n_pre), got {arr.dtype} of shape {arr.shape}"
+                f"ConnectivityMask.mask: expected a 2-D boolean array (n_post, n_pre) of 0/1 or True/False, got {got}"
             )
         self._set("mask", frozen_array(arr, dtype=bool))
 

@@ -25,7 +25,7 @@ import networkx as nx
 import numpy as np
 
 from . import constraints as C
-from .errors import ValidationError
+from .errors import ShapeError, ValidationError
 from .ir import Dense, Input, Node, OneToOne, Output, Population, Projection, Sparse
 from .models import NeuronModel
 
@@ -38,6 +38,13 @@ WEIGHT_INITS = ("normal", "uniform", "zeros")
 def _node_error(kind: str, node_id: str, exc: ValidationError) -> ValidationError:
     """Re-raise a payload construction error with the node id in front."""
     return type(exc)(f"{kind} '{node_id}': {exc}")
+
+
+def _bounds(bounds: Any) -> C.WeightBounds:
+    """``bounds=(low, high)`` of the builder as a :class:`~ntgraph.constraints.WeightBounds`."""
+    if np.ndim(bounds) != 1 or len(bounds) != 2:
+        raise ValidationError(f"bounds: expected a pair (low, high), got {bounds!r}")
+    return C.WeightBounds(*bounds)
 
 
 class Graph:
@@ -298,16 +305,19 @@ class Graph:
             if not 0.0 < float(p) <= 1.0:
                 raise ValidationError(f"Dense '{node_id}'.p: expected a connection probability in (0, 1], got {p!r}")
             mask = rng.random((n_post, n_pre)) < float(p)
-        if mask is not None:
-            cons.append(C.ConnectivityMask(mask))
-        if sign is not None:
-            cons.append(C.SignMask(sign))
-        if no_self:
-            cons.append(C.NoSelfConnections())
-        if bounds is not None:
-            cons.append(C.WeightBounds(*bounds))
-        if balanced is not False and balanced is not None:
-            cons.append(C.BalancedInit(None if balanced is True else balanced))
+        try:
+            if mask is not None:
+                cons.append(C.ConnectivityMask(mask))
+            if sign is not None:
+                cons.append(C.SignMask(sign))
+            if no_self:
+                cons.append(C.NoSelfConnections())
+            if bounds is not None:
+                cons.append(_bounds(bounds))
+            if balanced is not False and balanced is not None:
+                cons.append(C.BalancedInit(None if balanced is True else balanced))
+        except ValidationError as exc:
+            raise _node_error("Dense", node_id, exc) from None
         if weight is None:
             fan_in = max(1.0, n_pre * (float(np.mean(mask)) if mask is not None else 1.0))
             weight = self._init_weight(node_id, init, (n_post, n_pre), scale, fan_in, rng)
@@ -357,8 +367,8 @@ class Graph:
         if weight is None:
             fan_in = max(1.0, n_syn / n_post)
             weight = self._init_weight(node_id, init, (n_syn,), scale, fan_in, rng)
-        cons = (C.WeightBounds(*bounds),) if bounds is not None else ()
         try:
+            cons = (_bounds(bounds),) if bounds is not None else ()
             payload = Sparse(weight=weight, post_index=post_index, pre_index=pre_index, n_post=n_post, n_pre=n_pre,
                              constraints=cons, learnable=tuple(learnable))
         except ValidationError as exc:
@@ -384,8 +394,8 @@ class Graph:
                 f"OneToOne '{node_id}': source '{source}' has {n_pre} neurons but target '{target}' has {n_post}; expected equal sizes"
             )
         w = np.broadcast_to(np.asarray(weight, dtype=np.float64), (n_post,)) if np.ndim(weight) == 0 else weight
-        cons = (C.WeightBounds(*bounds),) if bounds is not None else ()
         try:
+            cons = (_bounds(bounds),) if bounds is not None else ()
             payload = OneToOne(weight=w, constraints=cons, learnable=tuple(learnable))
         except ValidationError as exc:
             raise _node_error("OneToOne", node_id, exc) from None
@@ -409,7 +419,8 @@ class Graph:
         payload = self[node_id]
         if not isinstance(payload, kinds):
             expected = " or ".join(k.__name__ for k in kinds)
-            raise ValidationError(f"{kind} '{name}'.{role}: expected an {expected}, got {payload.kind} '{node_id}'")
+            article = "an" if expected[0] in "AEIOU" else "a"
+            raise ValidationError(f"{kind} '{name}'.{role}: expected {article} {expected}, got {payload.kind} '{node_id}'")
         return payload
 
     def _sizes(self, source: str, target: str, name: str) -> tuple[int, int]:
@@ -454,6 +465,13 @@ class Graph:
             payload = payload.replace(delay=delay)
         except ValidationError as exc:
             raise _node_error(payload.kind, node_id, exc) from None
+        n_pre, n_post = self.node_size(source), self.node_size(target)
+        if (payload.n_post, payload.n_pre) != (n_post, n_pre):
+            raise ShapeError(
+                f"{payload.kind} '{node_id}'.weight: expected (n_post, n_pre) = ({n_post}, {n_pre}) for '{source}' "
+                f"({n_pre}) -> '{target}' ({n_post}), got ({payload.n_post}, {payload.n_pre}) from weight of shape "
+                f"{payload.weight.shape}"
+            )
         src = self[source]
         dale = getattr(src, "dale", None)
         rc = C.resolve(node_id, payload, dale, source == target)

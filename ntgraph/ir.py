@@ -18,7 +18,7 @@ import numpy as np
 
 from ._data import IRData, frozen_array
 from .constraints import Constraint, DalesLaw
-from .errors import ShapeError, ValidationError
+from .errors import ConstraintError, ShapeError, ValidationError
 from .models import NeuronModel
 
 __all__ = [
@@ -47,6 +47,15 @@ def _check_constraints(owner: str, constraints: Any, allowed: tuple = (Constrain
             names = " or ".join(t.__name__ for t in allowed)
             raise ValidationError(f"{owner}.constraints: expected {names} objects, got {c!r}")
     return constraints
+
+
+def _check_dale(owner: str, constraints: tuple, size: int) -> None:
+    """A DalesLaw must give exactly one sign per neuron / channel of its node."""
+    for c in constraints:
+        if isinstance(c, DalesLaw) and c.sign.shape != (size,):
+            raise ConstraintError(
+                f"{owner}.constraints: DalesLaw has {c.sign.size} signs, expected {size} (one per neuron)"
+            )
 
 
 def _index_array(owner: str, values: Any) -> np.ndarray:
@@ -83,6 +92,7 @@ class Input(Node):
     def __post_init__(self) -> None:
         self._set("size", _check_size("Input", self.size))
         self._set("constraints", _check_constraints("Input", self.constraints, (DalesLaw,)))
+        _check_dale("Input", self.constraints, self.size)
 
     @property
     def dale(self) -> Optional[DalesLaw]:
@@ -127,6 +137,7 @@ class Population(Node):
             raise ValidationError(f"Population.model: expected a NeuronModel (LIF, ALIF, ...), got {self.model!r}")
         self._set("model", self.model.broadcast(size))
         self._set("constraints", _check_constraints("Population", self.constraints, (DalesLaw,)))
+        _check_dale("Population", self.constraints, size)
         learnable = tuple(self.learnable)
         names = self.model.param_names()
         for name in learnable:

@@ -89,7 +89,7 @@ def _check_model(node_id: str, model: NeuronModel, dt: Optional[float]) -> None:
         if arr is None:
             continue
         info = model.param_info(name)
-        unit = f" {info['unit']}" if info["unit"] else ""
+        unit = f" (in {info['unit']})" if info["unit"] else ""
         where = f"Population '{node_id}'.model.{name} ({mname})"
         flat = np.ravel(arr)
         bad = ~np.isfinite(flat)
@@ -138,7 +138,10 @@ def _check_structure(graph: Graph, node_id: str, payload: Node) -> None:
         if not isinstance(graph[dst], Population):
             raise ValidationError(f"{kind} '{node_id}'.target: expected a Population, got {graph[dst].kind} '{dst}'")
     if not isinstance(payload, (Input, Output, Population, Projection)):
-        raise ValidationError(f"node '{node_id}': unknown node type {kind}")
+        raise ValidationError(
+            f"node '{node_id}': unknown node type {kind}; expected an Input, Output, Population or Projection "
+            f"(Dense, Sparse, OneToOne or a subclass)"
+        )
 
 
 def _check_projection(graph: Graph, node_id: str) -> None:

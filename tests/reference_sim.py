@@ -42,7 +42,8 @@ def decay(tau: np.ndarray, dt: float, discretization: str) -> np.ndarray:
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    with np.errstate(over="ignore"):  # exp(-x) = inf for very negative x gives the right limit, 0
+        return 1.0 / (1.0 + np.exp(-x))
 
 
 def p(model: NeuronModel, name: str) -> np.ndarray:

@@ -411,3 +411,16 @@ def test_input_to_output_passes_through(backend):
     g.output("raw", "x")
     res = run(backend, g, [1.0, -2.0, 3.0], "euler")
     check(res, "raw", [1.0, -2.0, 3.0])
+
+
+def test_populations_without_input(backend):
+    # I = 0: a LIF resting above threshold fires by itself; a RateUnit relaxes towards f(bias)
+    g = chain(ntg.LI(tau_mem=TAU), 1)
+    g.population("z", ntg.LIF(tau_mem=TAU, v_leak=2.0, v_th=1.0, reset="zero"), 1)
+    g.population("q", ntg.RateUnit(tau=TAU, bias=[0.0, 1.0]), 2)
+    res = run(backend, g, [1.0, 1.0, 1.0], "euler")
+    # z starts at v_leak 2: t0 0.5*2 + 0.5*2 = 2 spike -> 0; t1 0 + 1 = 1.0 (no); t2 0.5 + 1 = 1.5 spike -> 0
+    check(res, "z.v", [0.0, 1.0, 0.0])
+    check(res, "z.spikes", [1, 0, 1])
+    # q: x <- 0.5*x + 0.5*sigmoid(bias)
+    check(res, "q.rate", [0.25, 0.375, 0.4375], [0.5 * S(1.0), 0.75 * S(1.0), 0.875 * S(1.0)])

@@ -11,7 +11,7 @@ once before the loop (one matmul per projection instead of ``T``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from .projections import ProjectionModule
 __all__ = ["SimulationModule", "SimulationResult", "SimState"]
 
 InputsLike = Union[Tensor, np.ndarray, Sequence[Any], Mapping[str, Any]]
+StepHook = Callable[[int, dict, dict, dict], None]
 
 
 @dataclass
@@ -201,8 +202,14 @@ class SimulationModule(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, *inputs: InputsLike, record: Optional[Sequence[str]] = None,
-                state: Optional[SimState] = None) -> SimulationResult:
-        """Simulate ``T`` steps.  ``state`` continues from a previous run's ``result.state``."""
+                state: Optional[SimState] = None, on_step: Optional[StepHook] = None) -> SimulationResult:
+        """Simulate ``T`` steps.  ``state`` continues from a previous run's ``result.state``.
+
+        ``on_step(t, outputs, neuron_states, history)`` (optional) is called after
+        every step, before the delay history moves on: ``outputs[pop]`` is the
+        step's output, ``history[node][-d]`` the output of step ``t - d``.
+        Online learning rules (e-prop) use it to update their traces.
+        """
         xs = self._check_inputs(inputs)
         first = next(iter(xs.values()))
         steps, batch = first.shape[0], first.shape[1]
@@ -233,6 +240,8 @@ class SimulationModule(nn.Module):
                     current = first.new_zeros(batch, dyn.size)
                 out, neurons[pop] = dyn.step(current, neurons[pop], coeffs[pop])
                 now[pop] = out
+            if on_step is not None:
+                on_step(t, now, neurons, history)
             for pop in pop_history:
                 history[pop] = history[pop][1:] + [now[pop]]
             for pop in keep:

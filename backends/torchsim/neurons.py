@@ -89,16 +89,31 @@ class NeuronDynamics(nn.Module):
         tau = self.time_constant(name)
         return 1.0 - self.dt / tau if self.discretization == "euler" else torch.exp(-self.dt / tau)
 
+    #: When True, :meth:`spike` keeps its argument ``v - threshold`` in :attr:`captured`
+    #: (e-prop reads the pseudo-derivative from it); off on the ordinary hot path.
+    capture: bool = False
+    captured: Optional[Tensor] = None
+
     def spike(self, v: Tensor, threshold: Tensor) -> Tensor:
         """``z = v > threshold`` with the surrogate gradient."""
-        return self.surrogate(v - threshold)
+        x = v - threshold
+        if self.capture:
+            self.captured = x
+        return self.surrogate(x)
 
     def reset(self, v: Tensor, z: Tensor, threshold: Tensor, v_reset: Tensor, mode: str) -> Tensor:
-        """Apply the reset where ``z`` is 1 (the reset path is detached when ``detach_reset``)."""
-        zr = z.detach() if self.detach_reset else z
+        """Apply the reset where ``z`` is 1.
+
+        With ``detach_reset`` the reset path carries no gradient: ``"zero"``
+        gives ``v*(1 - sg(z)) + v_reset*sg(z)`` and ``"subtract"`` gives
+        ``v - sg(z*threshold)`` (``sg`` = stop-gradient), so for ALIF the
+        adaptive threshold inside the reset is detached too.
+        """
         if mode == "zero":
+            zr = z.detach() if self.detach_reset else z
             return v * (1.0 - zr) + v_reset * zr
-        return v - zr * threshold
+        removed = z * threshold
+        return v - (removed.detach() if self.detach_reset else removed)
 
     def zeros(self, batch: int, like: Tensor) -> Tensor:
         return torch.zeros(batch, self.size, dtype=like.dtype, device=like.device)

@@ -1,0 +1,348 @@
+r"""e-prop: online, forward-only eligibility propagation (Bellec et al. 2020).
+
+"A solution to the learning dilemma for recurrent networks of spiking neurons",
+Nature Communications 11, 3625 (2020).  The gradient of a loss ``L`` with
+respect to a weight ``W_ji`` into hidden neuron ``j`` is approximated by
+
+.. math::  \frac{dL}{dW_{ji}} \approx \sum_t L_j^t \, \bar e_{ji}^t
+
+with the *learning signal* ``L_j^t = sum_k B_jk (1-kappa) r_k dL/dy_k^t`` (from the
+readout error at step ``t``) and the *eligibility trace* ``e_ji^t = dz_j^t/dW_ji``
+computed forward in time, filtered by the readout's leak ``kappa``
+(``ebar^t = kappa*ebar^{t-1} + e^t``).  Traces for ntgraph's step order
+(update, spike, reset; see ``docs/semantics.md``), with ``sg`` the stop-gradient
+of the reset (``detach_reset=True``, the convention of both e-prop and BPTT here)
+and ``psi^t`` the surrogate derivative at the spike:
+
+* LIF: ``eps^t = a * rho^{t-1} * eps^{t-1} + (1-a) r x_i^t``, ``e^t = psi^t eps^t``,
+  where ``rho = 1 - z`` for ``reset="zero"`` and ``1`` for ``"subtract"``;
+* ALIF (threshold ``A = v_th + beta*a``): the same ``eps`` for the voltage, plus
+  ``e^t = psi^t (eps^t - beta*epsa^{t-1})`` and ``epsa^t = rho_a epsa^{t-1} + e^t``.
+
+The readout (LI) weights get their exact gradient from the filtered presynaptic
+trace ``xhat^t = kappa xhat^{t-1} + x^t``: ``dL/dW_kj = sum_t g_k^t (1-kappa) r_k xhat_j^t``.
+
+Without recurrent projections into the hidden layer the result equals the
+autograd (BPTT) gradient exactly (``tests/test_eprop.py``); with recurrence it
+drops the indirect paths through other neurons, as in the paper.  Memory is
+independent of the number of steps: per hidden projection ``O(batch*n_post*n_pre)``.
+
+Feedback variants (objects): :class:`SymmetricFeedback` (``B = W_out^T``),
+:class:`RandomFeedback` (fixed random ``B``), :class:`AdaptiveFeedback`
+(random ``B`` that receives the same updates as ``W_out``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from ntgraph.errors import ValidationError
+from ntgraph.ir import Dense, Input
+
+from ..module import SimulationModule
+from ..neurons import ALIFDynamics, LIDynamics, LIFDynamics
+from .algorithms import Inputs, Objective, StepResult, num_steps
+
+__all__ = ["EProp", "SymmetricFeedback", "RandomFeedback", "AdaptiveFeedback"]
+
+
+# ----------------------------------------------------------------------------- feedback
+@dataclass
+class SymmetricFeedback:
+    """``B = W_out^T``: the readout's current effective weights carry the error back."""
+
+    def matrix(self, key: str, w_out: Tensor) -> Tensor:
+        return w_out
+
+    def update(self, key: str, grad_w_out: Tensor) -> None:
+        pass
+
+
+@dataclass
+class RandomFeedback:
+    """A fixed random ``B`` with the shape of ``W_out``, entries N(0, scale^2) (default: the std of ``W_out``)."""
+
+    seed: int = 0
+    scale: Optional[float] = None
+    _matrices: dict = field(default_factory=dict, repr=False)
+
+    def matrix(self, key: str, w_out: Tensor) -> Tensor:
+        if key not in self._matrices:
+            gen = torch.Generator().manual_seed(self.seed + len(self._matrices))
+            std = float(w_out.detach().std()) if self.scale is None else self.scale
+            self._matrices[key] = (torch.randn(w_out.shape, generator=gen, dtype=torch.float64) * std).to(w_out)
+        return self._matrices[key]
+
+    def update(self, key: str, grad_w_out: Tensor) -> None:
+        pass
+
+
+@dataclass
+class AdaptiveFeedback(RandomFeedback):
+    """Random initial ``B`` that follows the readout's updates: ``B <- B - lr*(dL/dW_out + decay*B)``."""
+
+    lr: float = 1e-3
+    decay: float = 0.0
+
+    def update(self, key: str, grad_w_out: Tensor) -> None:
+        b = self._matrices[key]
+        b.sub_(self.lr * (grad_w_out + self.decay * b))
+
+
+# ----------------------------------------------------------------------------- plan
+@dataclass
+class _HiddenProj:
+    key: str
+    proj: Any
+    src: str
+    delay: int
+    pop: str
+    eps: Optional[Tensor] = None
+    eps_a: Optional[Tensor] = None
+    eps_b: Optional[Tensor] = None  # bias eligibility (x = 1)
+    eps_ba: Optional[Tensor] = None
+    filtered: Optional[deque] = None  # ebar of the last (readout delay + 1) steps
+    filtered_b: Optional[deque] = None
+    grad_w: Optional[Tensor] = None
+    grad_b: Optional[Tensor] = None
+
+
+@dataclass
+class _ReadoutProj:
+    key: str
+    proj: Any
+    src: str
+    delay: int
+    xhat: Optional[Tensor] = None
+    bhat: Optional[Tensor] = None
+    grad_w: Optional[Tensor] = None
+    grad_b: Optional[Tensor] = None
+
+
+def _wants(proj: Any, name: str) -> bool:
+    return name in proj.learnable
+
+
+class _Plan:
+    """Which projections are hidden (eligibility traces) and which feed the readout (exact traces)."""
+
+    def __init__(self, model: SimulationModule, objective: Objective) -> None:
+        g = model.graph
+        if objective.output not in model.output_sources:
+            raise ValidationError(f"objective.output: the graph has no Output {objective.output!r}")
+        if getattr(objective, "regularizers", ()):
+            raise ValidationError("e-prop: objectives with regularizers are not supported; use BPTT or TBPTT")
+        self.readout = model.output_sources[objective.output]
+        if not isinstance(model._dyn.get(self.readout), LIDynamics):
+            raise ValidationError(
+                f"e-prop: Output {objective.output!r} must read an LI population (the readout), got '{self.readout}'"
+            )
+        self.hidden: dict[str, Any] = {}
+        for pop, dyn in model._dyn.items():
+            if pop == self.readout:
+                continue
+            if type(dyn) not in (LIFDynamics, ALIFDynamics):
+                raise ValidationError(
+                    f"e-prop: Population '{pop}' is {type(dyn.model).__name__}; e-prop supports LIF and ALIF hidden "
+                    f"populations with one LI readout"
+                )
+            if dyn.learnable:
+                raise ValidationError(
+                    f"e-prop: Population '{pop}'.learnable={dyn.learnable}: e-prop trains projection weights and biases only"
+                )
+            self.hidden[pop] = dyn
+        if model._dyn[self.readout].learnable:
+            raise ValidationError(f"e-prop: Population '{self.readout}'.learnable: e-prop trains weights and biases only")
+        self.hidden_projs: list[_HiddenProj] = []
+        self.readout_projs: list[_ReadoutProj] = []
+        self.readout_delay: dict[str, int] = {}
+        for node_id, module in model._proj.items():
+            src, dst = g.source(node_id), g.target(node_id)
+            delay = g.meta(node_id)["delay"]
+            if not isinstance(module.payload, Dense):
+                raise ValidationError(
+                    f"e-prop: {module.payload.kind} '{node_id}': only Dense projections are supported"
+                )
+            if dst == self.readout:
+                self.readout_projs.append(_ReadoutProj(node_id, module, src, delay))
+                if src in self.hidden:
+                    if self.readout_delay.setdefault(src, delay) != delay:
+                        raise ValidationError(
+                            f"e-prop: Population '{src}' reaches the readout with different delays; expected one delay"
+                        )
+            else:
+                if src in self.hidden and delay == 0:
+                    raise ValidationError(
+                        f"e-prop: {module.payload.kind} '{node_id}' connects hidden populations without delay "
+                        f"(a multi-layer chain); e-prop needs one hidden layer (recurrent projections need delay >= 1)"
+                    )
+                if src not in self.hidden and not isinstance(g[src], Input):
+                    raise ValidationError(f"e-prop: projection '{node_id}' from '{src}' is not supported")
+                self.hidden_projs.append(_HiddenProj(node_id, module, src, delay, dst))
+        readout_dyn = model._dyn[self.readout]
+        c = readout_dyn.coefficients()
+        kappa = c.a.detach()
+        if kappa.numel() > 1 and not torch.all(kappa == kappa.flatten()[0]):
+            raise ValidationError(
+                f"e-prop: Population '{self.readout}'.tau_mem must be the same for every readout neuron "
+                f"(the eligibility traces are filtered by one readout leak)"
+            )
+        self.kappa = float(kappa.flatten()[0])
+        self.out_gain = ((1.0 - c.a) * c.r).detach()  # (1-kappa) r_k per readout neuron
+
+
+# ----------------------------------------------------------------------------- algorithm
+@dataclass
+class EProp:
+    """Online e-prop for LIF/ALIF hidden populations with an LI readout.
+
+    ``feedback``: :class:`SymmetricFeedback` (default), :class:`RandomFeedback`
+    or :class:`AdaptiveFeedback`.  ``objective`` must provide
+    ``step_loss(y_t, target, t, steps)`` (the per-step decomposition of the loss).
+    """
+
+    feedback: Any = field(default_factory=SymmetricFeedback)
+    step_optimizer: bool = True
+
+    def train_step(self, model: SimulationModule, inputs: Inputs, target: Tensor, objective: Objective,
+                   optimizer: Optional[torch.optim.Optimizer]) -> StepResult:
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+        result = self.compute_gradients(model, inputs, target, objective)
+        if optimizer is not None and self.step_optimizer:
+            optimizer.step()
+        return result
+
+    def compute_gradients(self, model: SimulationModule, inputs: Inputs, target: Tensor,
+                          objective: Objective) -> StepResult:
+        """Run forward once, accumulate e-prop gradients into the parameters' ``.grad``."""
+        if not hasattr(objective, "step_loss"):
+            raise ValidationError(f"e-prop: the objective {type(objective).__name__} has no step_loss(y_t, target, t, steps)")
+        if model.options.extra.get("detach_reset", True) is False:
+            raise ValidationError("e-prop: compile with detach_reset=True (the reset path carries no gradient)")
+        plan = _Plan(model, objective)
+        steps = num_steps(model, inputs)
+        xs = model._check_inputs((inputs,) if isinstance(inputs, dict) else (inputs,))
+        batch = next(iter(xs.values())).shape[1]
+        if target.ndim >= 3 and model.batch_first:
+            target = target.transpose(0, 1)
+        weights = {p.key: p.proj.effective_weight().detach() for p in plan.hidden_projs + plan.readout_projs}
+        coeffs = {pop: dyn.coefficients() for pop, dyn in plan.hidden.items()}
+        like = next(iter(xs.values()))
+        losses: list[float] = []
+        reset_factor = {pop: torch.ones(batch, dyn.size, dtype=like.dtype, device=like.device)
+                        for pop, dyn in plan.hidden.items()}
+
+        def presynaptic(src: str, delay: int, t: int, now: dict, history: dict) -> Tensor:
+            if src in xs:
+                return xs[src][t - delay] if t - delay >= 0 else torch.zeros_like(xs[src][0])
+            return now[src] if delay == 0 else history[src][-delay]
+
+        def on_step(t: int, now: dict, neurons: dict, history: dict) -> None:
+            # learning signal: dL/dy_t of the readout
+            y_t = now[plan.readout].detach().requires_grad_(True)
+            with torch.enable_grad():
+                loss_t = objective.step_loss(y_t, target, t, steps)
+                (g_t,) = torch.autograd.grad(loss_t, y_t)
+            losses.append(float(loss_t.detach()))
+            signal = g_t * plan.out_gain  # [B, K]
+            # readout projections: exact filtered traces
+            for rp in plan.readout_projs:
+                x = presynaptic(rp.src, rp.delay, t, now, history)
+                rp.xhat = x if rp.xhat is None else plan.kappa * rp.xhat + x
+                gw = signal.transpose(0, 1) @ rp.xhat
+                rp.grad_w = gw if rp.grad_w is None else rp.grad_w + gw
+                if rp.proj.has_bias and _wants(rp.proj, "bias"):
+                    rp.bhat = torch.ones_like(signal[:, :1]) if rp.bhat is None else plan.kappa * rp.bhat + 1.0
+                    gb = (signal * rp.bhat).sum(0)
+                    rp.grad_b = gb if rp.grad_b is None else rp.grad_b + gb
+            # hidden learning signals, L[pop] = signal @ B for the projections pop -> readout
+            learning: dict[str, Tensor] = {}
+            for rp in plan.readout_projs:
+                if rp.src in plan.hidden:
+                    b = self.feedback.matrix(rp.key, weights[rp.key])  # [K, J]
+                    contribution = signal @ b
+                    learning[rp.src] = contribution if rp.src not in learning else learning[rp.src] + contribution
+            # hidden projections: eligibility traces
+            for hp in plan.hidden_projs:
+                dyn, c = plan.hidden[hp.pop], coeffs[hp.pop]
+                psi = dyn.surrogate.derivative(dyn.captured.detach())  # [B, J]
+                x = presynaptic(hp.src, hp.delay, t, now, history)  # [B, I]
+                leak = (c.a * reset_factor[hp.pop])[:, :, None]
+                drive = ((1.0 - c.a) * c.r)[None, :, None]
+                hp.eps = drive * x[:, None, :] if hp.eps is None else leak * hp.eps + drive * x[:, None, :]
+                e = self._eligibility(hp, dyn, c, psi, hp.eps, "eps_a")
+                depth = plan.readout_delay.get(hp.pop, 0) + 1
+                if hp.filtered is None:
+                    hp.filtered = deque(maxlen=depth)
+                hp.filtered.append(e if not hp.filtered else plan.kappa * hp.filtered[-1] + e)
+                with_bias = hp.proj.has_bias and _wants(hp.proj, "bias")
+                if with_bias:
+                    ones = drive[..., 0].expand(x.shape[0], -1)
+                    hp.eps_b = ones if hp.eps_b is None else leak[..., 0] * hp.eps_b + ones
+                    eb = self._eligibility(hp, dyn, c, psi, hp.eps_b[..., None], "eps_ba")[..., 0]
+                    if hp.filtered_b is None:
+                        hp.filtered_b = deque(maxlen=depth)
+                    hp.filtered_b.append(eb if not hp.filtered_b else plan.kappa * hp.filtered_b[-1] + eb)
+                if hp.pop in learning and len(hp.filtered) == depth:
+                    sig = learning[hp.pop]
+                    gw = torch.einsum("bj,bji->ji", sig, hp.filtered[0])
+                    hp.grad_w = gw if hp.grad_w is None else hp.grad_w + gw
+                    if with_bias:
+                        gb = (sig * hp.filtered_b[0]).sum(0)
+                        hp.grad_b = gb if hp.grad_b is None else hp.grad_b + gb
+            for pop, dyn in plan.hidden.items():
+                if dyn.model.reset == "zero":
+                    reset_factor[pop] = 1.0 - now[pop].detach()
+
+        for dyn in plan.hidden.values():
+            dyn.capture = True
+        try:
+            with torch.no_grad():
+                result = model(xs, on_step=on_step)
+        finally:
+            for dyn in plan.hidden.values():
+                dyn.capture = False
+                dyn.captured = None
+        self._write_gradients(plan)
+        #: bytes held by the traces at the end of the run (independent of the number of steps)
+        self.trace_bytes = sum(
+            t.numel() * t.element_size()
+            for p in plan.hidden_projs + plan.readout_projs
+            for t in [getattr(p, n, None) for n in ("eps", "eps_a", "eps_b", "eps_ba", "xhat", "bhat")]
+            + list(getattr(p, "filtered", None) or ()) + list(getattr(p, "filtered_b", None) or ())
+            if t is not None
+        )
+        return StepResult(sum(losses), {k: v.detach() for k, v in result.outputs.items()})
+
+    @staticmethod
+    def _eligibility(hp: _HiddenProj, dyn: Any, c: Any, psi: Tensor, eps: Tensor, slot: str) -> Tensor:
+        """``e = psi*eps`` (LIF) or ``psi*(eps - beta*epsa)`` with ``epsa`` updated (ALIF)."""
+        if not isinstance(dyn, ALIFDynamics):
+            return psi[:, :, None] * eps
+        eps_a = getattr(hp, slot)
+        if eps_a is None:
+            e = psi[:, :, None] * eps
+        else:
+            e = psi[:, :, None] * (eps - c.beta[None, :, None] * eps_a)
+        setattr(hp, slot, e if eps_a is None else c.rho[None, :, None] * eps_a + e)
+        return e
+
+    def _write_gradients(self, plan: _Plan) -> None:
+        """Turn gradients w.r.t. effective weights into gradients of the free parameters (through the constraint map)."""
+        for p in plan.readout_projs + plan.hidden_projs:
+            module = p.proj
+            if p.grad_w is not None and _wants(module, "weight"):
+                with torch.enable_grad():
+                    w = module.effective_weight()
+                    torch.autograd.backward(w, grad_tensors=p.grad_w.to(w.dtype))
+            if p.grad_b is not None and _wants(module, "bias"):
+                module.bias.grad = p.grad_b.clone() if module.bias.grad is None else module.bias.grad + p.grad_b
+        for rp in plan.readout_projs:
+            if rp.src in plan.hidden and rp.grad_w is not None:
+                self.feedback.update(rp.key, rp.grad_w)
