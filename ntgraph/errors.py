@@ -19,6 +19,7 @@ __all__ = [
     "FileFormatError",
     "UnsupportedNodeError",
     "BackendNotFoundError",
+    "MissingDependencyError",
 ]
 
 
@@ -52,3 +53,8 @@ class UnsupportedNodeError(NtgraphError, TypeError):
 
 class BackendNotFoundError(NtgraphError, LookupError):
     """No backend is registered under the requested name."""
+
+
+class MissingDependencyError(NtgraphError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install
+    (e.g. ``pip install 'ntgraph[data]'``)."""

@@ -140,6 +140,18 @@ class SimulationModule(nn.Module):
             probes.append((f"{pop}.{var}", pop, var))
         return probes
 
+    def set_record(self, record: Optional[Sequence[str]]) -> None:
+        """Replace the default probes (those of ``record=`` at compile time) used when a call gives none.
+
+        Trainers use it so that regularisers reading recorded variables get them from a plain ``model(x)``.
+        """
+        self.default_record = self._parse_record(record)
+
+    @property
+    def recording(self) -> list[str]:
+        """The default probes, as ``"population.variable"`` keys."""
+        return [key for key, _, _ in self.default_record]
+
     def _reference_tensor(self) -> Tensor:
         for t in self.parameters():
             return t

@@ -11,8 +11,8 @@ the population marks them learnable, else as buffers) and three pure pieces:
   time step, exactly as written in the model's docstring (``ntgraph.models``).
 
 BPTT, truncated BPTT and e-prop all drive these same ``step`` functions.
-Learnable time constants are clamped to ``>= dt`` and Wilson-Cowan's ``r`` to
-``>= 0`` inside :meth:`coefficients`, so no update can leave the valid range.
+Learnable time constants are clamped to ``>= dt`` and Wilson-Cowan's ``r`` and
+ALIF's ``beta`` to ``>= 0`` inside :meth:`coefficients`, so no update can leave the valid range.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ class NeuronDynamics(nn.Module):
         changes = {}
         for name in self.learnable:
             value = self.time_constant(name) if name in TAU_PARAMS else self.param(name)
-            if name == "r" and isinstance(self.model, WilsonCowan):
+            if self.model.param_info(name)["nonnegative"]:  # Wilson-Cowan's r, ALIF's beta
                 value = value.clamp(min=0.0)
             changes[name] = value.detach().cpu().double().numpy()
         return self.model.replace(**changes) if changes else self.model
@@ -225,7 +225,8 @@ class ALIFDynamics(NeuronDynamics):
         return (self.full(batch, self.v_leak, like), self.zeros(batch, like))
 
     def coefficients(self) -> ALIFCoeffs:
-        return ALIFCoeffs(self.decay("tau_mem"), self.decay("tau_adapt"), self.beta, self.v_th, self.v_leak,
+        beta = self.beta.clamp(min=0.0) if "beta" in self.learnable else self.beta
+        return ALIFCoeffs(self.decay("tau_mem"), self.decay("tau_adapt"), beta, self.v_th, self.v_leak,
                           self.v_reset, self.r)
 
     def step(self, current: Tensor, state: State, c: ALIFCoeffs) -> tuple[Tensor, State]:

@@ -3,7 +3,7 @@
 A projection keeps a free parameter ``weight`` (initialised to the IR weights)
 and maps it onto its constraints at every forward pass::
 
-    W = clip(where(sign != 0, sign*|weight|, weight), low, high) * mask
+    W = where(mask, clip(where(sign != 0, sign*|weight|, weight), low, high), 0)
 
 so whatever an optimiser does to ``weight``, the effective weights obey Dale's
 law, fixed signs, bounds and connectivity (absent synapses stay exactly 0).
@@ -44,7 +44,7 @@ class ProjectionModule(nn.Module):
         if self.has_sign:
             self.register_buffer("sign", _tensor(constraints.sign))
         if self.has_mask:
-            self.register_buffer("mask", _tensor(constraints.mask))
+            self.register_buffer("mask", torch.tensor(np.array(constraints.mask), dtype=torch.bool))
         if self.has_bounds:
             self.register_buffer("low", _tensor(constraints.low))
             self.register_buffer("high", _tensor(constraints.high))
@@ -64,7 +64,7 @@ class ProjectionModule(nn.Module):
         if self.has_bounds:
             w = torch.clamp(w, self.low, self.high)
         if self.has_mask:
-            w = w * self.mask
+            w = torch.where(self.mask, w, torch.zeros((), dtype=w.dtype, device=w.device))
         return w
 
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
