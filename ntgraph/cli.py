@@ -114,7 +114,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    graph = _load_graph(args.file)
+    # Importers (e.g. .nir) are told the step and discretization the graph will run at.
+    graph = _load_graph(args.file, dt=args.dt, discretization=args.discretization)
     inputs = _fit_steps(_parse_inputs(graph, args.input), args.steps)
     results = simulate(graph, inputs, target=args.target, dt=args.dt, discretization=args.discretization,
                        timing=args.timing, record=args.record or ())

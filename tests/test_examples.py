@@ -31,7 +31,13 @@ def smoke_wilson_cowan():
     assert result["last_loss"] < result["first_loss"]
 
 
-SMOKE = {"balanced_ei_network": smoke_balanced, "wilson_cowan_network": smoke_wilson_cowan}
+def smoke_train_in_own_loop():
+    result = load("train_in_own_loop").main(epochs=3, steps=30)
+    assert result["last_loss"] < result["first_loss"]
+
+
+SMOKE = {"balanced_ei_network": smoke_balanced, "wilson_cowan_network": smoke_wilson_cowan,
+         "train_in_own_loop": smoke_train_in_own_loop}
 
 
 @pytest.mark.parametrize("name", sorted(SMOKE))

@@ -211,6 +211,11 @@ def lower(graph: Graph, options: CompileOptions) -> nir.NIRGraph:
             stacklevel=3,
         )
 
+    if not any(graph.successors(i) for i in graph.inputs):
+        raise ValidationError(
+            f"graph '{graph.name}': NIR needs an Input connected to the network (its type inference starts at the "
+            f"Inputs, and nir.read would reject the file); expected at least one projection or Output from an Input"
+        )
     from ntgraph import __version__
 
     graph_meta = {

@@ -30,7 +30,7 @@ __all__ = ["Op", "make_op", "LINEAR_TYPES", "shape_of"]
 
 #: NIR node classes that are stateless linear maps.
 LINEAR_TYPES = (nir.Affine, nir.Linear, nir.Scale, nir.Conv1d, nir.Conv2d, nir.SumPool2d, nir.AvgPool2d,
-                nir.Flatten, nir.Identity, nir.Input, nir.Output)
+                nir.Flatten, nir.ir.graph.Identity, nir.Input, nir.Output)
 
 
 @dataclass
@@ -139,7 +139,7 @@ def make_op(key: str, node: nir.NIRNode, in_shape: tuple) -> Op:
     kind = type(node).__name__
     n_in = int(np.prod(in_shape))
     where = f"NIR node '{key}' ({kind})"
-    if isinstance(node, (nir.Input, nir.Output, nir.Identity)):
+    if isinstance(node, (nir.Input, nir.Output, nir.ir.graph.Identity)):
         return Op(key, kind, in_shape, in_shape, None, identity=True)
     if isinstance(node, nir.Flatten):
         start, end = int(node.start_dim), int(node.end_dim)

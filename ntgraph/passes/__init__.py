@@ -20,6 +20,7 @@ from .core import (
     resolve_constraints,
     schedule,
 )
+from .quantize import QUANTIZE_LOIHI, quantize
 
 __all__ = [
     "Pass",
@@ -29,4 +30,6 @@ __all__ = [
     "schedule",
     "resolve_constraints",
     "estimate_resources",
+    "quantize",
+    "QUANTIZE_LOIHI",
 ]

@@ -56,9 +56,10 @@ decays, thresholds and biases onto these widths.  Each population gets a
 voltage scale ``S`` (integer units per model unit): threshold populations put
 ``v_th - v_reset`` at ``vth*64`` with ``vth = 2**23 / 64 / v_headroom`` (so the
 24-bit voltage spans ``+-v_headroom`` thresholds), LI readouts scale their
-largest reachable voltage to ``2**22``.  Each projection gets the smallest weight
+largest reachable voltage to at most ``2**22`` (by a power of two).  Each projection gets the smallest weight
 exponent that fits its largest weight into the 8-bit mantissa, and the report
-counts clipped and zeroed weights and estimates the error.  Results are
+counts clipped and zeroed weights and estimates the error (LI scales are
+powers of two, so retraining the weights rarely changes them).  Results are
 annotated, never applied to the payloads: ``meta['loihi']`` of every population
 (:class:`LoihiNeuronQ`) and projection (:class:`LoihiSynapseQ`) and
 ``attrs['quantization']`` (:class:`QuantizationReport`, printable).  The pass
@@ -91,6 +92,8 @@ __all__ = [
     "synapse_coordinates",
     "quantize",
     "quantize_weights",
+    "weight_sign_mode",
+    "weight_exponent",
     "split_bias",
     "QUANTIZE_LOIHI",
 ]
@@ -166,7 +169,9 @@ class LoihiNeuronForm:
     All arrays have one entry per neuron.  Voltages are ``v - offset`` in the
     model's units; ``threshold`` is ``v_th - offset`` (``+inf`` for LI).
     ``current_scale`` converts Lava's ``u`` back to CubaLIF's ``i`` (``u =
-    current_scale * i``); None for the other models.
+    current_scale * i``); None for the other models.  ``leak_bias`` is the part
+    of the bias that does not come from projection biases (``bias = leak_bias
+    + gain*b``, except CubaLIF whose ``gain*b`` is ``const_input``).
     """
 
     node_id: str
@@ -180,6 +185,7 @@ class LoihiNeuronForm:
     gain: np.ndarray
     const_input: np.ndarray
     current_scale: Optional[np.ndarray]
+    leak_bias: np.ndarray
 
     @property
     def size(self) -> int:
@@ -267,27 +273,28 @@ def loihi_form(graph: Graph, pop_id: str, dt: float, discretization: str = "eule
     if isinstance(model, IF):
         c = f64(model.v_reset)
         gain = dt * f64(model.r)
-        return LoihiNeuronForm(pop_id, kind, 1.0, 0.0, c, f64(model.v_th) - c, gain * b_proj, zeros, gain, zeros, None)
+        return LoihiNeuronForm(pop_id, kind, 1.0, 0.0, c, f64(model.v_th) - c, zeros + gain * b_proj, zeros, gain, zeros,
+                               None, zeros)
     a_all = _decay(model.tau_mem, dt, discretization)
     a = _one_value(pop_id, "tau_mem", "voltage decay dv", a_all, f64(model.tau_mem))
     if isinstance(model, LI):
         gain = (1.0 - a) * f64(model.r)
-        bias = (1.0 - a) * f64(model.v_leak) + gain * b_proj
-        return LoihiNeuronForm(pop_id, kind, 1.0, 1.0 - a, zeros, np.full(n, np.inf), bias, f64(model.v_leak), gain,
-                               zeros, None)
+        leak = (1.0 - a) * f64(model.v_leak)
+        return LoihiNeuronForm(pop_id, kind, 1.0, 1.0 - a, zeros, np.full(n, np.inf), leak + gain * b_proj,
+                               f64(model.v_leak), gain, zeros, None, leak)
     c = f64(model.v_reset)
     thr = f64(model.v_th) - c
     v_init = f64(model.v_leak) - c
+    leak = (1.0 - a) * (f64(model.v_leak) - c)
     if isinstance(model, LIF):
         gain = (1.0 - a) * f64(model.r)
-        bias = (1.0 - a) * (f64(model.v_leak) - c) + gain * b_proj
-        return LoihiNeuronForm(pop_id, kind, 1.0, 1.0 - a, c, thr, bias, v_init, gain, zeros, None)
+        return LoihiNeuronForm(pop_id, kind, 1.0, 1.0 - a, c, thr, leak + gain * b_proj, v_init, gain, zeros, None, leak)
     b_all = _decay(model.tau_syn, dt, discretization)
     b = _one_value(pop_id, "tau_syn", "current decay du", b_all, f64(model.tau_syn))
     current_scale = (1.0 - a) * f64(model.r)
     gain = current_scale * (1.0 - b) * f64(model.w_in)
-    bias = (1.0 - a) * (f64(model.v_leak) - c)
-    return LoihiNeuronForm(pop_id, kind, 1.0 - b, 1.0 - a, c, thr, bias, v_init, gain, gain * b_proj, current_scale)
+    return LoihiNeuronForm(pop_id, kind, 1.0 - b, 1.0 - a, c, thr, leak, v_init, gain, gain * b_proj, current_scale,
+                           leak)
 
 
 def synapse_coordinates(payload: Projection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -322,21 +329,36 @@ def quantize_weights(m: np.ndarray, fmt: Loihi2Format = LOIHI2) -> tuple[np.ndar
     if m.size == 0 or not np.any(m):
         return np.zeros(m.shape, dtype=np.int32), 0, "excitatory", 0
     pos, neg = float(np.max(m, initial=0.0)), float(-np.min(m, initial=0.0))
-    sign_mode = "mixed" if pos > 0 and neg > 0 else ("excitatory" if pos > 0 else "inhibitory")
+    sign_mode = weight_sign_mode(pos, neg)
     lo, hi, step = fmt.weight_range(sign_mode)
-    need = max(pos / hi if hi > 0 else 0.0, neg / -lo if lo < 0 else 0.0)
-    exp = int(math.ceil(math.log2(need))) if need > 0 else 0
-    # guard against log2 rounding at exact powers of two
-    while exp > fmt.weight_exp_min and need <= 2.0 ** (exp - 1):
-        exp -= 1
-    while need > 2.0 ** exp and exp < fmt.weight_exp_max:
-        exp += 1
-    exp = int(min(max(exp, fmt.weight_exp_min), fmt.weight_exp_max))
+    exp = weight_exponent(pos, neg, sign_mode, fmt)
     scaled = m / 2.0 ** exp
     w = np.round(scaled / step) * step
     clipped = int(np.count_nonzero((w < lo) | (w > hi)))
     w = np.clip(w, lo, hi)
     return w.astype(np.int32), exp, sign_mode, clipped
+
+
+def weight_sign_mode(pos: float, neg: float) -> str:
+    """Lava's sign mode for weights whose largest positive value is ``pos`` and largest negative magnitude ``neg``."""
+    if pos > 0 and neg > 0:
+        return "mixed"
+    return "inhibitory" if neg > 0 else "excitatory"
+
+
+def weight_exponent(pos: float, neg: float, sign_mode: str, fmt: Loihi2Format = LOIHI2) -> int:
+    """The smallest weight exponent in range whose mantissa grid holds ``pos`` and ``-neg``."""
+    lo, hi, _ = fmt.weight_range(sign_mode)
+    need = max(pos / hi if hi > 0 else 0.0, neg / -lo if lo < 0 else 0.0)
+    if need <= 0:
+        return 0
+    exp = int(math.ceil(math.log2(need)))
+    # guard against log2 rounding at exact powers of two
+    while exp > fmt.weight_exp_min and need <= 2.0 ** (exp - 1):
+        exp -= 1
+    while need > 2.0 ** exp and exp < fmt.weight_exp_max:
+        exp += 1
+    return int(min(max(exp, fmt.weight_exp_min), fmt.weight_exp_max))
 
 
 def split_bias(bias: np.ndarray, fmt: Loihi2Format = LOIHI2) -> tuple[np.ndarray, np.ndarray, int]:
@@ -516,9 +538,10 @@ def _quantize_population(form: LoihiNeuronForm, bound: Optional[np.ndarray], v_h
     dv_err = abs(dv / unity - form.dv)
     if form.kind == "LI":
         peak = float(np.max(bound)) if bound is not None and np.max(bound) > 0 else 1.0
-        scale = np.full(form.size, (1 << (fmt.state_bits - 2)) / peak)
+        # a power of two, so that small changes of the weights (training) rarely change the scale
+        scale = np.full(form.size, 2.0 ** math.floor(math.log2((1 << (fmt.state_bits - 2)) / peak)))
         vth = fmt.vth_max
-        reference = float((1 << (fmt.state_bits - 2)))
+        reference = float(scale[0] * peak)
     else:
         if np.any(form.threshold <= 0):
             k = int(np.argmax(form.threshold <= 0))

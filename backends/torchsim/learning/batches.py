@@ -40,10 +40,15 @@ def is_array_dataset(data: Any) -> bool:
 
 
 def _as_tensor(a: Any) -> Tensor:
+    """A tensor sharing memory with ``a`` where safe (C-contiguous, writable numpy), else a copy; 0-d stays 0-d."""
     if isinstance(a, Tensor):
         return a
     arr = np.asarray(a)
-    return torch.from_numpy(np.ascontiguousarray(arr)) if arr.dtype != object else torch.as_tensor(arr.tolist())
+    if arr.dtype == object:
+        return torch.as_tensor(arr.tolist())
+    if not (arr.flags.c_contiguous and arr.flags.writeable):
+        arr = np.array(arr, order="C")
+    return torch.from_numpy(arr)
 
 
 class Batches:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Mapping
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

@@ -513,8 +513,11 @@ class Trainer:
         return float(record[self._monitor])
 
     def _checkpoint(self, record: Mapping[str, Any]) -> None:
-        value = self._monitored(record) if self._monitor in record or self.checkpoint_dir is not None else None
-        improved = value is not None and math.isfinite(value) and (
+        """Track the best ``monitor`` value; write ``best.pt`` (on improvement) and ``last.pt``."""
+        if self.checkpoint_dir is None and self._monitor not in record:
+            return  # nothing to write, and the monitor may legitimately be absent (no validation data)
+        value = self._monitored(record)
+        improved = math.isfinite(value) and (
             self.best is None or (value < self.best if self._mode == "min" else value > self.best))
         if improved:
             self.best = value
