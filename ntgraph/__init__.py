@@ -8,7 +8,7 @@ name through entry points and import their heavy dependencies themselves.
 
 from __future__ import annotations
 
-from .compiler import CompileOptions, compile, simulate
+from .compiler import CompileOptions, compile, simulate, train
 from .constraints import (
     BalancedInit,
     ConnectivityMask,
@@ -53,6 +53,7 @@ __all__ = [
     "Graph",
     "compile",
     "simulate",
+    "train",
     "CompileOptions",
     "validate",
     "save",

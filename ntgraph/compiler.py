@@ -13,7 +13,7 @@ from .passes import Pipeline, default_pipeline
 from .registry import get_backend
 from .validate import check_options, validate
 
-__all__ = ["CompileOptions", "compile", "prepare", "simulate"]
+__all__ = ["CompileOptions", "compile", "prepare", "simulate", "train"]
 
 
 @dataclass(frozen=True)
@@ -101,3 +101,43 @@ def simulate(
         raise ValidationError(f"target {target!r}: this backend cannot simulate (it only exports)")
     prepared = prepare(graph, options)
     return backend.simulate(prepared, options, dict(inputs), list(record))
+
+
+def train(
+    graph: Graph,
+    data: Any,
+    *,
+    target: str = "torch",
+    dt: Optional[float] = None,
+    discretization: str = "euler",
+    timing: str = "sync",
+    output: Optional[str] = None,
+    task: str = "classification",
+    epochs: int = 5,
+    batch_size: int = 32,
+    lr: float = 5e-3,
+    algorithm: str = "bptt",
+    seed: int = 0,
+    progress: bool = True,
+    **backend_options: Any,
+) -> tuple[Graph, dict[str, float]]:
+    """Train ``graph`` on ``data`` with a backend that can learn; return the trained graph and test metrics.
+
+    ``data`` is a :class:`ntgraph.data.Splits` (train/val/test) whose samples are
+    ``[T, features]`` arrays.  ``output`` names the Output the loss reads
+    (default: the graph's only Output).  The trained values come back as a new
+    IR graph, from which every export starts.  For full control use the
+    backend's own trainer (``backends.torchsim.learning.Trainer``).
+    """
+    if dt is None:
+        raise ValidationError("train option dt: required (the time step in seconds, e.g. dt=1e-3)")
+    if output is None:
+        if len(graph.outputs) != 1:
+            raise ValidationError(f"train output: the graph has Outputs {graph.outputs}; name the one the loss reads")
+        output = graph.outputs[0]
+    options = CompileOptions(dt=dt, discretization=discretization, timing=timing, extra=dict(backend_options))
+    backend = get_backend(target)
+    if not hasattr(backend, "train"):
+        raise ValidationError(f"target {target!r}: this backend cannot train")
+    return backend.train(prepare(graph, options), options, data, output=output, task=task, epochs=epochs,
+                         batch_size=batch_size, lr=lr, algorithm=algorithm, seed=seed, progress=progress)

@@ -14,7 +14,7 @@ import numpy as np
 from .graph import Graph
 from .models import LI, LIF
 
-__all__ = ["DemoConfig", "build_demo_graph", "poisson_input", "firing_summary"]
+__all__ = ["DemoConfig", "build_demo_graph", "poisson_input", "firing_summary", "build_classifier", "digits_task"]
 
 
 @dataclass(frozen=True)
@@ -83,3 +83,27 @@ def firing_summary(spikes: np.ndarray, sign: np.ndarray, dt: float) -> dict[str,
         "active_fraction": float(np.mean(rates > 0)),
         "cv_isi": float(np.mean(cvs)) if cvs else float("nan"),
     }
+
+
+def build_classifier(n_in: int = 64, n_hidden: int = 64, n_out: int = 10, dt: float = 1e-3, seed: int = 0) -> Graph:
+    """A small spiking classifier under Dale's law: inputs -> recurrent LIF (80% E) -> LI readout.
+
+    ``r = tau/dt`` makes a weight the voltage jump of one input spike, so weights stay O(1).
+    """
+    g = Graph("digits-classifier", seed=seed)
+    g.input("pixels", n_in)
+    g.population("hidden", LIF(tau_mem=20e-3, r=20e-3 / dt, reset="subtract"), n_hidden, excitatory=0.8)
+    g.dense("pixels", "hidden", scale=1.0 / np.sqrt(n_in * 0.2))
+    g.dense("hidden", "hidden", scale=0.3 / np.sqrt(n_hidden), no_self=True)
+    g.population("readout", LI(tau_mem=20e-3, r=20e-3 / dt), n_out)
+    g.dense("hidden", "readout", scale=1.0 / np.sqrt(n_hidden))
+    g.output("y", "readout")
+    return g
+
+
+def digits_task(steps: int = 30, dt: float = 1e-3, seed: int = 0):  # -> ntgraph.data.Splits
+    """scikit-learn's 8x8 digits, rate-coded (Bernoulli, up to 200 Hz) into ``steps`` steps."""
+    from .data import load_digits
+    from .encoding import rate_encode
+
+    return load_digits(seed).encode(rate_encode, steps, seed=seed, max_rate_hz=200.0, dt=dt)

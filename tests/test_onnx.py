@@ -9,9 +9,10 @@ outputs (an Input among them at times), both discretisations and both timings.
 Both export modes run at batch sizes 1 and 7.
 
 Tolerances: float32 export vs the float32 torch backend: spikes identical,
-every other value within 1e-5 (absolute; the generators keep values of order 1).
-float64 export vs the float64 torch backend: spikes identical, values within
-1e-10 (+ 1e-12 relative).
+every other value within 1e-5 (+ 1e-6 relative: float32 resolves ~7 digits, and
+the rare runaway recurrent LI or IF loop of a random graph reaches values of
+100 and more, where one rounding step alone exceeds 1e-5).  float64 export vs
+the float64 torch backend: spikes identical, values within 1e-10 (+ 1e-12 relative).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from backends.onnxio import OnnxRunner, run_onnx, to_onnx
 
 DT = 1e-3
 KINDS = ("LIF", "CubaLIF", "ALIF", "IF", "LI", "WilsonCowan", "RateUnit")
-TOL = {"float32": (1e-5, 0.0), "float64": (1e-10, 1e-12)}  # (absolute, relative)
+TOL = {"float32": (1e-5, 1e-6), "float64": (1e-10, 1e-12)}  # (absolute, relative)
 TORCH_DTYPE = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -254,10 +255,13 @@ def every_model_inputs(batch: int) -> dict[str, np.ndarray]:
     return {"a": rng.uniform(0.0, 1.5, (30, batch, 3)), "b->c": (rng.random((30, batch, 2)) < 0.5).astype(float)}
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("timing", ["sync", "pipelined"])
-@pytest.mark.parametrize("disc", ["euler", "exact"])
-@pytest.mark.parametrize("mode", ["step", "sequence"])
+EVERY_MODEL_CASES = [(m, d, t, "float32") for m in ("step", "sequence") for d in ("euler", "exact")
+                     for t in ("sync", "pipelined")]
+EVERY_MODEL_CASES += [("step", "exact", "pipelined", "float64"), ("step", "euler", "sync", "float64"),
+                      ("sequence", "euler", "pipelined", "float64"), ("sequence", "exact", "sync", "float64")]
+
+
+@pytest.mark.parametrize("mode, disc, timing, dtype", EVERY_MODEL_CASES)
 def test_every_model_in_one_graph(mode, disc, timing, dtype):
     g, specs = every_model_graph()
     ref = check(g, every_model_inputs(7), disc, timing, mode, dtype)

@@ -79,6 +79,28 @@ def test_checker_and_strict_shape_inference_pass(mode, dtype):
         if not v.name.startswith(("state.", "delay.")):
             assert dims[:-1] == lead and isinstance(dims[-1], int), (v.name, dims)
     assert model.ir_version == onnx.helper.find_min_ir_version_for(list(model.opset_import))
+    used = {i for n in all_nodes(model.graph) for i in n.input}
+    assert [t.name for t in model.graph.initializer if t.name not in used] == []  # no dead weights
+
+
+def test_dead_code_is_pruned_and_pass_through_graphs_export():
+    """Nodes no output, record or state depends on are dropped; a graph of only Inputs -> Outputs needs no loop."""
+    g = ntg.Graph("through")
+    g.input("x", 2)
+    g.population("p", ntg.RateUnit(tau=None), 2)
+    g.dense("x", "p")
+    g.population("q", ntg.LIF(tau_mem=5e-3), 2)
+    g.dense("p", "q")
+    g.output("y", "x")
+    x = np.random.default_rng(0).normal(size=(4, 3, 2))
+    seq = to_onnx(g, dt=DT, mode="sequence")
+    assert [n.op_type for n in seq.graph.node] == ["Identity"] and len(seq.graph.initializer) == 0
+    step = to_onnx(g, dt=DT, mode="step")  # q's state stays part of the step interface
+    assert [v.name for v in step.graph.output] == ["y", "state.q.v.next"]
+    assert "Cast" not in {n.op_type for n in step.graph.node}  # q's spikes feed nothing
+    for model in (seq, step):
+        onnx.checker.check_model(model, full_check=True)
+        np.testing.assert_array_equal(run_onnx(model, x)["y"], x.astype(np.float32))
 
 
 def test_step_mode_state_interface_names_and_shapes():
@@ -373,6 +395,8 @@ def test_runner_errors():
         runner.run({"x": np.zeros((5, 2, 4))})
     with pytest.raises(ValidationError, match="state_io=True"):
         runner.run(inputs(), return_state=True)
+    with pytest.raises(ShapeError, match="at least one time step, got T=0"):
+        runner.run(inputs(0, 2))
     with pytest.raises(ValidationError, match="use run"):
         runner.step({"x": np.zeros((2, 4)), "cue": np.zeros((2, 2))}, {})
     stepper = OnnxRunner(to_onnx(net(), dt=DT, mode="step"))

@@ -26,7 +26,6 @@ import scipy.sparse as sp
 
 from ntgraph.errors import ShapeError, ValidationError
 from ntgraph.graph import Graph
-from ntgraph.ir import Input
 
 from .compat import import_lava
 from .lowering import ConnectionPlan, NetworkPlan, NeuronPlan

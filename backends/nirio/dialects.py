@@ -4,8 +4,9 @@ NIR defines continuous-time ODEs, but the files peers write encode their own
 discrete-time simulators in those fields, each differently.  A *dialect*
 reads a file the way its producer simulates it, so that ntgraph simulated at
 ``dt`` reproduces the producer step for step.  Each dialect describes a
-neuron by its per-step coefficients and :func:`materialize` turns them into
-ntgraph parameters for the chosen ``dt`` and ``discretization``:
+neuron by its per-step coefficients (:func:`_coefficients`) and
+:func:`_discrete` turns them into ntgraph parameters for the chosen ``dt`` and
+``discretization``:
 
 * a leak with per-step decay ``a`` becomes ``tau = dt/(1-a)`` (euler) or
   ``tau = -dt/ln(a)`` (exact), so ntgraph's decay is exactly ``a``;
@@ -32,10 +33,16 @@ norse       Norse's ``to_nir`` writes ``tau_f = dt_n * tau`` (norse issue 411) a
             file: pass ``dt=``.  ``a = 1 - dt_n^2/tau_f``, ``g = r_f*dt_n^2/tau_f``;
             LIFCell (CubaLIF) jumps its current by the input: ``h = w_in_f``;
             IAF adds the input per step: ``g = r_f``.  Reset to ``v_reset``.
+
+Where the file holds float32 values derived from a peer's own parameters
+(snnTorch's ``tau = dt/(1-beta)``, Norse's ``dt/tau_mem_inv``), the decay is
+rounded back to float32, which recovers the peer's ``beta``/``1/tau`` exactly,
+and a gain the peer fixes to 1 is taken as exactly 1.
 rockpool    exact exponential decays at the ``dt_r`` hidden in ``r_f = tau*exp(-dt_r/tau)/dt_r``
             (recovered per neuron by solving ``u*exp(u) = 1/r_f``, ``u = dt_r/tau``):
             ``a = exp(-dt_r/tau_mem_f)``, ``b = exp(-dt_r/tau_syn_f)``, ``h = b``
-            (the current decays after the input is added), ``g = 1``, ``c = v_leak_f``;
+            (the current decays after the input is added), ``g = 1``, ``c = v_leak_f``
+            (LIFTorch, LIFNeuronTorch); LI is ExpSynTorch, ``g = b`` (``isyn = b*(isyn + x)``);
             subtract reset.  Rockpool's ``>=`` threshold and several spikes per step
             are not reproduced (documented divergences).
 ==========  ============================================================================

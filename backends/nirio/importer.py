@@ -183,7 +183,6 @@ class _Proj:
     source: str
     target: str
     payload: Projection
-    bias_ok: bool = True
 
 
 @dataclass
@@ -433,9 +432,9 @@ class _Foreign:
         return self.ctx.dt
 
     def _emit(self, src: str, src_id: str, key: str, target: str, terms: list, names: tuple, out: list) -> None:
-        base = "+".join(names) if names else f"{src_id}->{target}"
         kinds = {type(self.nodes[n]).__name__ for n in names}
         taken = {p.id for p in out}
+        base = "+".join(names) if names else _unique_id(f"{src_id}->{target}", set(self.nodes))
         for d, m in terms:
             if m is None:
                 m = np.eye(self._size(src))

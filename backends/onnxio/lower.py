@@ -338,6 +338,7 @@ def lower_graph(graph: Graph, options: CompileOptions, export: ExportOptions) ->
 
     build = _build_step_model if export.mode == "step" else _build_sequence_model
     main = build(ctx, graph, plan, neurons, projs, records, in_names, out_names, rec_names, states, export)
+    _prune(main)
     interface = _interface(graph, export, in_names, out_names, rec_names, records, states)
     model = helper.make_model(main, opset_imports=[helper.make_opsetid("", export.opset)],
                               producer_name="ntgraph", producer_version=__version__)
@@ -358,6 +359,28 @@ def lower_graph(graph: Graph, options: CompileOptions, export: ExportOptions) ->
         INTERFACE_KEY: json.dumps(interface, separators=(",", ":")),
     })
     return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+
+
+def _prune(g: onnx.GraphProto) -> set[str]:
+    """Remove nodes and initializers that no graph output depends on (dead code, e.g. a population
+    that feeds no Output, record or state).  Returns the names ``g`` reads from an enclosing scope."""
+    needed = {o.name for o in g.output}
+    keep: list[onnx.NodeProto] = []
+    for node in reversed(g.node):
+        if not any(out in needed for out in node.output):
+            continue
+        keep.append(node)
+        needed.update(i for i in node.input if i)
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                needed |= _prune(attr.g)
+    del g.node[:]
+    g.node.extend(reversed(keep))
+    used = [t for t in g.initializer if t.name in needed]
+    del g.initializer[:]
+    g.initializer.extend(used)
+    local = {i.name for i in g.input} | {t.name for t in g.initializer} | {o for n in g.node for o in n.output}
+    return needed - local
 
 
 def _interface(graph: Graph, export: ExportOptions, in_names: dict, out_names: dict, rec_names: dict,
@@ -513,9 +536,10 @@ def _build_sequence_model(ctx: ModelContext, graph: Graph, plan: _Plan, neurons:
         body.expose(value, ctx.names.fresh(f"step.{outer}"), ["batch", size])
     carried_names = {s.name for s in carried}
     final = {s.name: (s.next if export.state_io else ctx.names.fresh(f"{s.name}.final")) for s in carried}
-    m.node("Scan", [initial[s.name] for s in carried] + [seq for seq, _ in scan_inputs],
-            [final[s.name] for s in carried] + [outer for outer, _, _, _ in scan_outputs], "time_loop",
-            body=body.graph(f"One time step of '{graph.name}' (the Scan body)"), num_scan_inputs=len(scan_inputs))
+    if carried or scan_outputs:  # (a graph whose Outputs all read Inputs has no time loop)
+        m.node("Scan", [initial[s.name] for s in carried] + [seq for seq, _ in scan_inputs],
+               [final[s.name] for s in carried] + [outer for outer, _, _, _ in scan_outputs], "time_loop",
+               body=body.graph(f"One time step of '{graph.name}' (the Scan body)"), num_scan_inputs=len(scan_inputs))
     for outer, _, size, doc in scan_outputs:
         m.declare_output(outer, ["time", "batch", size], f"{doc}, [time, batch, {size}]")
     for o in graph.outputs:

@@ -84,6 +84,8 @@ class NorseBackend(PeerBackend):
 
     name = "norse"
     precision = "float32"
+    #: recordable variables per NIR node class
+    variables = VARIABLES
     limitations = (
         "nir:reset-mode", "reset:zero-only", "v_reset:ignored", "r:ignored", "if:per-step", "li:dropped",
         "scale:dropped", "delay:dropped", "cubalif:synapse-leak", "discretization:euler-only", "dtype:float32",

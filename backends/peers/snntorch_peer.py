@@ -92,6 +92,8 @@ class SnnTorchBackend(PeerBackend):
 
     name = "snntorch"
     precision = "float32"
+    #: recordable variables per NIR node class
+    variables = VARIABLES
     limitations = (
         "nir:reset-mode", "reset:zero-only", "v_reset:ignored", "v_leak:unsupported", "threshold:uniform-only",
         "discretization:euler-only", "dtype:float32", "li:unsupported", "scale:unsupported", "delay:unsupported",

@@ -8,7 +8,7 @@
 * ``surrogate`` (:class:`~backends.torchsim.surrogates.Surrogate`, default
   :class:`~backends.torchsim.surrogates.FastSigmoid` with slope 25);
 * ``detach_reset`` (bool, default True): no gradient through the reset;
-* ``dtype`` (torch dtype, default float32) and ``device``.
+* ``dtype`` (torch dtype or its name, e.g. ``"float64"``; default float32) and ``device``.
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ class TorchBackend:
         if not isinstance(surrogate, Surrogate):
             raise ValidationError(f"torch backend option surrogate: expected a Surrogate object, got {surrogate!r}")
         dtype = extra["dtype"] or torch.get_default_dtype()
+        if isinstance(dtype, str):  # "float64" from the CLI (--set dtype=float64) or the torch-free core (ntgraph.compare)
+            dtype = getattr(torch, dtype, dtype)
         if dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
             raise ValidationError(f"torch backend option dtype: expected a floating torch dtype, got {dtype!r}")
 
@@ -89,6 +91,39 @@ class TorchBackend:
         module = SimulationModule(graph, options, dynamics, projections,
                                   batch_first=extra["batch_first"], record=extra["record"])
         return module.to(dtype=dtype, device=extra["device"])
+
+    def train(self, graph: Graph, options: CompileOptions, data: Any, *, output: str, task: str = "classification",
+              epochs: int = 5, batch_size: int = 32, lr: float = 5e-3, algorithm: str = "bptt", seed: int = 0,
+              progress: bool = True) -> tuple[Graph, dict[str, float]]:
+        """Train on ``data`` (``Splits`` of train/val/test) and return the trained IR graph and test metrics.
+
+        ``task``: ``"classification"`` (labels; time-averaged cross-entropy) or
+        ``"regression"`` (per-step targets; MSE).  ``algorithm``: ``"bptt"``,
+        ``"tbptt:K"`` (window K) or ``"eprop"``.  The backend-neutral entry point
+        is :func:`ntgraph.train`.
+        """
+        from . import learning as L
+
+        torch.manual_seed(seed)
+        if task not in ("classification", "regression"):
+            raise ValidationError(f"train task: expected 'classification' or 'regression', got {task!r}")
+        if algorithm == "bptt":
+            algo: Any = L.BPTT()
+        elif algorithm == "eprop":
+            algo = L.EProp()
+        elif algorithm.startswith("tbptt:") and algorithm[6:].isdigit():
+            algo = L.TBPTT(window=int(algorithm[6:]))
+        else:
+            raise ValidationError(f"train algorithm: expected 'bptt', 'tbptt:K' or 'eprop', got {algorithm!r}")
+        module = self.lower(graph, options)
+        objective = (L.CrossEntropyOverTime(output=output, reduce="mean") if task == "classification"
+                     else L.MSE(output=output))
+        trainer = L.Trainer(module, objective, optimizer=lambda p: torch.optim.Adam(p, lr=lr), algorithm=algo,
+                            seed=seed, progress=progress)
+        history = trainer.fit(data.train, data.val, epochs=epochs, batch_size=batch_size)
+        metrics = {f"test_{k}": float(v) for k, v in trainer.evaluate(data.test, batch_size=256).items()}
+        metrics["epochs"] = float(len(history))
+        return module.to_graph(), metrics
 
     def simulate(self, graph: Graph, options: CompileOptions, inputs: dict[str, Any],
                  record: list[str]) -> dict[str, Any]:

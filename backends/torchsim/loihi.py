@@ -63,27 +63,27 @@ def ste(x: Tensor, value: Tensor) -> Tensor:
     return x + (value - x).detach()
 
 
-def _trunc_decay(x: Tensor, keep: float) -> Tensor:
+def _trunc_decay(x: Tensor, keep: float, grad: bool) -> Tensor:
     """``sign(x*keep) * (|x*keep| >> 12)``: the decay, truncated toward zero."""
-    y = x * keep / _UNITY
-    return ste(y, torch.trunc(y))
+    y = x * (keep / _UNITY)  # keep / 4096 and the product are exact: |x * keep| < 2**53
+    return ste(y, torch.trunc(y)) if grad else torch.trunc(y)
 
 
-def _wrap24(x: Tensor) -> Tensor:
+def _wrap24(x: Tensor, grad: bool) -> Tensor:
     """Lava's 24-bit wrap of ``u`` (``x > 2**23`` -> ``x - 2**24``; ``<= -2**23`` -> ``x + 2**24``)."""
-    out = torch.where(x > _WRAP, x - 2 * _WRAP, x)
-    out = torch.where(out <= -_WRAP, x + 2 * _WRAP, out)
-    return ste(x, out)
+    # equal to Lava's two np.where: the conditions exclude each other (a single wrap, as Lava does)
+    out = x + (2 * _WRAP) * ((x <= -_WRAP).to(x.dtype) - (x > _WRAP).to(x.dtype))
+    return ste(x, out) if grad else out
 
 
-def _shift(x: Tensor, exp: int) -> Tensor:
+def _shift(x: Tensor, exp: int, grad: bool) -> Tensor:
     """``x << exp`` for ``exp > 0``, else the arithmetic ``x >> -exp`` (floor)."""
     if exp > 0:
         return x * float(1 << exp)
     if exp == 0:
         return x
     y = x / float(1 << -exp)
-    return ste(y, torch.floor(y))
+    return ste(y, torch.floor(y)) if grad else torch.floor(y)
 
 
 class _LoihiPopulation(nn.Module):
@@ -295,7 +295,9 @@ class LoihiSimulationModule(nn.Module):
         steps, batch = int(first.shape[0]), int(first.shape[1])
         probes = self.default_record if record is None else self._parse_record(record)
         x_int = {k: torch.round(x * self.input_scale.get(k, 1.0)) for k, x in xs.items()}
+        grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         weights = {p: m.integer_weights() for p, m in self._proj.items()}
+        wt = {p: w.t().contiguous() for p, (w, _) in weights.items()}
         biases = {}
         for pop, p in self._pop.items():
             b_proj = None
@@ -312,7 +314,7 @@ class LoihiSimulationModule(nn.Module):
                 if not m.from_input:
                     continue
                 w, e = weights[proj]
-                acc = _shift(torch.matmul(x_int[self.graph.source(proj)], w.t()), e)
+                acc = _shift(torch.matmul(x_int[self.graph.source(proj)], wt[proj]), e, grad)
                 acc = torch.cat([acc.new_zeros(min(m.delay, steps), batch, m.n_post), acc])[:steps]
                 drive[pop] = acc if pop not in drive else drive[pop] + acc
         u = {p: first.new_zeros(batch, m.size) for p, m in self._pop.items()}
@@ -321,26 +323,31 @@ class LoihiSimulationModule(nn.Module):
         keep = {src for src in self.output_sources.values() if src in self._pop}
         traces: dict[str, list[Tensor]] = {p: [] for p in keep}
         probe_traces: dict[str, list[Tensor]] = {k: [] for k, _, _ in probes}
+        plan = []
+        for pop, p in self._pop.items():
+            bias, const = biases[pop]
+            rec = [(self.graph.source(proj), self._proj[proj].delay, wt[proj], weights[proj][1])
+                   for proj in self.incoming[pop] if not self._proj[proj].from_input]
+            drv = drive.get(pop)
+            plan.append((pop, p, bias, _ACT * const.expand(batch, p.size), None if drv is None else _ACT * drv, rec,
+                         _UNITY - (p.du + 1), _UNITY - p.dv, float(p.vth << LOIHI2.vth_shift)))
         for t in range(steps):
             now: dict[str, Tensor] = {}
-            for pop, p in self._pop.items():
-                bias, const = biases[pop]
-                a_in = const.expand(batch, p.size)
-                if pop in drive:
-                    a_in = a_in + drive[pop][t]
-                for proj in self.incoming[pop]:
-                    m = self._proj[proj]
-                    if m.from_input or t - m.delay < 0:
-                        continue
-                    w, e = weights[proj]
-                    a_in = a_in + _shift(torch.matmul(history[self.graph.source(proj)][-m.delay], w.t()), e)
-                u[pop] = _wrap24(_trunc_decay(u[pop], _UNITY - (p.du + 1)) + _ACT * a_in)
-                vn = _trunc_decay(v[pop], _UNITY - p.dv) + u[pop] + bias
-                vn = torch.clamp(vn, -_V_MAX, _V_MAX)
-                theta = float(p.vth << LOIHI2.vth_shift)
-                z = self.surrogate((vn - theta) / p.scale)
-                zr = z.detach() if self.detach_reset else z
-                v[pop] = vn * (1.0 - zr)
+            for pop, p, bias, const, drv, rec, keep_u, keep_v, theta in plan:
+                act = const if drv is None else const + drv[t]  # 64 * a_in
+                for src, delay, w_t, e in rec:
+                    if t >= delay:
+                        act = act + _ACT * _shift(torch.matmul(history[src][-delay], w_t), e, grad)
+                u[pop] = _wrap24(_trunc_decay(u[pop], keep_u, grad) + act, grad)
+                vn = torch.clamp(_trunc_decay(v[pop], keep_v, grad) + u[pop] + bias, -_V_MAX, _V_MAX)
+                if grad:
+                    z = self.surrogate((vn - theta) / p.scale)
+                    zr = z.detach() if self.detach_reset else z
+                    v[pop] = vn * (1.0 - zr)
+                else:
+                    spiked = vn > theta
+                    z = spiked.to(vn.dtype)
+                    v[pop] = vn.masked_fill(spiked, 0.0)
                 now[pop] = z
             for pop in history:
                 history[pop] = history[pop][1:] + [now[pop]]

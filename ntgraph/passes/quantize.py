@@ -71,13 +71,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Union
+from typing import Mapping, Optional, Union
 
 import numpy as np
 
 from ..errors import UnsupportedNodeError, ValidationError
 from ..graph import Graph
-from ..ir import Dense, Input, OneToOne, Population, Projection, Sparse
+from ..ir import Dense, Input, Population, Projection
 from ..models import IF, LI, LIF, CubaLIF
 from .core import Pass
 

@@ -1,6 +1,6 @@
 """Learning with the torch backend: algorithms, objectives, metrics, regularisers and the trainer.
 
-* algorithms (:mod:`.algorithms`): :class:`BPTT`, :class:`TBPTT` (e-prop in :mod:`.eprop`),
+* algorithms (:mod:`.algorithms`, :mod:`.eprop`): :class:`BPTT`, :class:`TBPTT`, :class:`EProp`,
   each ``train_step(model, inputs, target, objective, optimizer) -> StepResult``;
 * objectives (:mod:`.losses`): :class:`CrossEntropyOverTime`, :class:`MSE`;
 * metrics (:mod:`.metrics`): :func:`accuracy`, :func:`confusion_matrix`, :func:`pvar`, :func:`mse`;
@@ -17,6 +17,7 @@ from .algorithms import BPTT, TBPTT, Objective, StepResult, total_loss
 from .batches import Batches
 from .callbacks import Callback, EarlyStopping, LambdaCallback, StopAtThreshold, StopOnNonFinite, TimeLimit
 from .checkpoint import load_checkpoint, save_checkpoint
+from .eprop import AdaptiveFeedback, EProp, RandomFeedback, SymmetricFeedback
 from .history import History
 from .losses import MSE, CrossEntropyOverTime
 from .metrics import Accuracy, MSEMetric, PVar, accuracy, class_scores, confusion_matrix, mse, predict, pvar
@@ -26,6 +27,10 @@ from .trainer import Trainer
 __all__ = [
     "BPTT",
     "TBPTT",
+    "EProp",
+    "SymmetricFeedback",
+    "RandomFeedback",
+    "AdaptiveFeedback",
     "Objective",
     "StepResult",
     "total_loss",

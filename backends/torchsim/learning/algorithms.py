@@ -105,7 +105,7 @@ def total_loss(model: SimulationModule, result: SimulationResult, target: Tensor
 
 def _check_finite(loss: Tensor) -> None:
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"loss is {float(loss)}; stopping before the optimiser step")
+        raise FloatingPointError(f"loss is {float(loss.detach())}; stopping before the optimiser step")
 
 
 @dataclass
@@ -133,8 +133,10 @@ class TBPTT:
 
     ``step_per_window=True`` takes an optimiser step after every window (the
     gradients of one window only); otherwise gradients of all windows add up
-    and one step is taken at the end.  The reported loss is the sum of the
-    window losses weighted by their share of the sequence.
+    and one step is taken at the end.  Each window's loss is weighted by its
+    share of the sequence, ``(stop - start)/T``, before ``backward``, so for
+    losses that average over time the gradient has the scale of BPTT's (and
+    equals it when ``window >= T``); the reported loss is the same weighted sum.
     """
 
     window: int
@@ -155,13 +157,14 @@ class TBPTT:
         for start in range(0, steps, self.window):
             stop = min(start + self.window, steps)
             result = model(time_slice(model, inputs, start, stop), state=state)
-            loss = total_loss(model, result, _target_slice(model, target, steps, start, stop), objective)
+            share = (stop - start) / steps
+            loss = total_loss(model, result, _target_slice(model, target, steps, start, stop), objective) * share
             _check_finite(loss)
             loss.backward()
             if optimizer is not None and self.step_per_window:
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-            total += float(loss.detach()) * (stop - start) / steps
+            total += float(loss.detach())
             state = result.state.detach()
             for k, v in result.outputs.items():
                 pieces.setdefault(k, []).append(v.detach())

@@ -9,7 +9,8 @@ Accepted datasets (duck-typed, so no dependency on a particular loader):
 
 * a pair ``(X, Y)`` of arrays or tensors with the samples along axis 0;
 * an object with array attributes ``x`` and ``y`` (e.g. ``ntgraph.data``'s ``ArrayDataset``);
-* a map-style dataset: ``len(ds)`` and ``ds[i] -> (x_i, y_i)`` (e.g. ``torch.utils.data.TensorDataset``).
+* a map-style dataset: ``len(ds)`` and ``ds[i] -> (x_i, y_i)`` (e.g. ``ntgraph.data``'s
+  ``EncodedDataset``, which encodes spikes per sample, or ``torch.utils.data.TensorDataset``).
 
 Each pass draws a permutation from the generator (``shuffle=True``), so the
 order depends only on the generator's state, which the trainer checkpoints.

@@ -209,6 +209,17 @@ class EProp:
     feedback: Any = field(default_factory=SymmetricFeedback)
     step_optimizer: bool = True
 
+    def state_dict(self) -> dict[str, Any]:
+        """The feedback matrices (random/adaptive), for bit-identical resume from a checkpoint."""
+        matrices = getattr(self.feedback, "_matrices", None)
+        return {"feedback": {k: v.clone() for k, v in matrices.items()}} if matrices is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        matrices = getattr(self.feedback, "_matrices", None)
+        if matrices is not None:
+            matrices.clear()
+            matrices.update({k: v.clone() for k, v in state.get("feedback", {}).items()})
+
     def train_step(self, model: SimulationModule, inputs: Inputs, target: Tensor, objective: Objective,
                    optimizer: Optional[torch.optim.Optimizer]) -> StepResult:
         if optimizer is not None:
