@@ -97,9 +97,10 @@ def test_errors_exit_2_with_a_message_and_write_nothing(saved: Path, tmp_path: P
 
 
 def test_demo_runs_end_to_end_and_writes_a_raster(tmp_path: Path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--steps", "200"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--steps", "200", "--epochs", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "Graph 'balanced-ei-demo'" in out and "excitatory rate" in out
+    assert "Graph 'balanced-ei-demo'" in out and "excitatory rate" in out and "test accuracy" in out
+    assert ntg.load(tmp_path / "classifier.ntg").name == "digits-classifier"
     png = (tmp_path / "raster.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     assert ntg.load(tmp_path / "demo.ntg") == __import__("ntgraph.demo", fromlist=["x"]).build_demo_graph(

@@ -36,11 +36,31 @@ def smoke_train_in_own_loop():
     assert result["last_loss"] < result["first_loss"]
 
 
+def smoke_train_randman():
+    result = load("train_randman").run("eprop", epochs=1, samples_per_class=6, progress=False)
+    assert 0.0 <= result["test_accuracy"] <= 1.0 and result["test_loss"] < 10.0
+    print(result)
+
+
+def smoke_train_mnist5k():
+    result = load("train_mnist5k").run(1, n_hidden=16, limit=48, progress=False)
+    assert 0.0 <= result["test_accuracy"] <= 1.0 and result["test_loss"] < 10.0
+    print(result)
+
+
+def smoke_reconstruct_teacher():
+    result = load("reconstruct_teacher").run("wc", iterations=3, progress=False)
+    assert result["test_pvar"] > 0.5  # the Wilson-Cowan student starts close to the teacher
+    print(result)
+
+
 SMOKE = {"balanced_ei_network": smoke_balanced, "wilson_cowan_network": smoke_wilson_cowan,
-         "train_in_own_loop": smoke_train_in_own_loop}
+         "train_in_own_loop": smoke_train_in_own_loop, "train_randman": smoke_train_randman,
+         "train_mnist5k": smoke_train_mnist5k, "reconstruct_teacher": smoke_reconstruct_teacher}
+SLOW = {"train_mnist5k"}
 
 
-@pytest.mark.parametrize("name", sorted(SMOKE))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in sorted(SMOKE)])
 def test_example_runs(name, capsys):
     SMOKE[name]()
     assert capsys.readouterr().out
