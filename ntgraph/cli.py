@@ -1,6 +1,7 @@
-"""The ``ntgraph`` command line: ``info``, ``run``, ``export``, ``import`` and ``demo``.
+"""The ``ntgraph`` command line: ``info``, ``run``, ``export``, ``import``, ``demo`` and ``compare``.
 
 Every error ntgraph raises is printed as ``error: <message>`` with exit status 2;
+``compare --min-agreement`` exits with status 3 when a simulator agrees less;
 files are written atomically.
 """
 
@@ -118,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     graph = _load_graph(args.file, dt=args.dt, discretization=args.discretization)
     inputs = _fit_steps(_parse_inputs(graph, args.input), args.steps)
     results = simulate(graph, inputs, target=args.target, dt=args.dt, discretization=args.discretization,
-                       timing=args.timing, record=args.record or ())
+                       timing=args.timing, record=args.record or (), **_parse_options(args.set))
     out = Path(args.out)
     with atomic_write(out, mode="wb") as fh:
         np.savez(fh, **results)
@@ -208,6 +209,40 @@ def _demo_training(args: argparse.Namespace, outdir: Path) -> None:
     print(f"wrote the trained network to {path}")
 
 
+#: Exit status of ``ntgraph compare`` when a simulator agrees less than ``--min-agreement``.
+EXIT_BELOW_AGREEMENT = 3
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+
+    graph = _load_graph(args.file)
+    inputs = _fit_steps(_parse_inputs(graph, args.input), args.steps)
+    labels = None
+    if args.labels is not None:
+        try:
+            labels = np.load(args.labels, allow_pickle=False)
+        except (FileNotFoundError, ValueError, OSError, EOFError) as exc:
+            raise FileFormatError(f"labels file {args.labels}: not a readable .npy array ({exc})") from None
+    if args.min_agreement is not None and not 0.0 <= args.min_agreement <= 1.0:
+        raise ValidationError(f"--min-agreement: expected a fraction in [0, 1], got {args.min_agreement}")
+    report = compare(graph, inputs, args.simulators, dt=args.dt, timing=args.timing,
+                     discretization=args.discretization, labels=labels, reference=args.reference,
+                     record=args.record, dtype=args.dtype, van_rossum_tau=args.tau_vr, readout=args.readout)
+    print(report)
+    if args.report:
+        written = report.write(args.report, min_agreement=args.min_agreement, plots=not args.no_plots)
+        print(f"\nwrote {written['md']}, {written['html']} and {written['json']}")
+    if args.min_agreement is not None:
+        if not report.passes(args.min_agreement):
+            worst = report.min_agreement()
+            why = "no simulator besides the reference ran" if worst is None else f"lowest agreement {worst:.4f}"
+            print(f"FAIL: below --min-agreement {args.min_agreement:g} ({why})", file=sys.stderr)
+            return EXIT_BELOW_AGREEMENT
+        print(f"PASS: every compared simulator agrees at >= {args.min_agreement:g}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ntgraph", description="Graph-based neuromorphic compiler and simulator.")
     parser.add_argument("--version", action="version", version=f"ntgraph {__version__}")
@@ -229,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--discretization", choices=("euler", "exact"), default="euler")
     p.add_argument("--timing", choices=("sync", "pipelined"), default="sync")
     p.add_argument("--target", default="torch", help="simulation backend (default: torch)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="backend option, e.g. --target lava --set precision=fixed")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("export", help="write a graph in another format (--format nir, onnx, ...)")
@@ -254,6 +291,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=10, help="training epochs of the digits classifier (0: skip training)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("compare", help="run one network on several simulators and report how far each is from the reference")
+    p.add_argument("file", help="a graph file (.ntg, or any importable format such as .nir)")
+    p.add_argument("--input", action="append", required=True, metavar="[NAME=]X.npy",
+                   help="input array [T, batch, features]; repeat as NAME=FILE for several inputs")
+    p.add_argument("--labels", default=None, metavar="Y.npy", help="one class label per sample, for the accuracy")
+    p.add_argument("--simulators", default="torch,onnx,lava-float,lava-fixed,snntorch,norse,brian2",
+                   help="comma-separated simulators (default: all; missing ones are skipped with the reason)")
+    p.add_argument("--reference", default="torch", help="the simulator the others are compared with (default: torch)")
+    p.add_argument("--dt", type=float, required=True, help="time step in seconds")
+    p.add_argument("--steps", type=int, default=None, help="number of steps (default: T of the input)")
+    p.add_argument("--timing", choices=("sync", "pipelined"), default="sync",
+                   help="time-step semantics every simulator runs under (Lava needs pipelined)")
+    p.add_argument("--discretization", choices=("euler", "exact"), default="euler")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="arithmetic of the simulators that take one (torch, onnx)")
+    p.add_argument("--tau-vr", type=float, default=10e-3, metavar="SECONDS",
+                   help="van Rossum kernel time constant (default: 0.01 s)")
+    p.add_argument("--record", action="append", metavar="POP.VAR", help="also compare a population variable")
+    p.add_argument("--readout", default=None, help="the Output the accuracy reads (default: the first Output)")
+    p.add_argument("--report", default=None, metavar="DIR", help="write report.md, report.html and report.json here")
+    p.add_argument("--no-plots", action="store_true", help="reports without figures (no matplotlib needed)")
+    p.add_argument("--min-agreement", type=float, default=None, metavar="FRACTION",
+                   help=f"exit with status {EXIT_BELOW_AGREEMENT} when a simulator that ran agrees less (e.g. 0.99)")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 

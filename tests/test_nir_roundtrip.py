@@ -124,6 +124,24 @@ def test_delays_become_delay_nodes_in_seconds_before_the_weights(tmp_path: Path)
     assert "sub->cuba.delay" not in ng.nodes and np.allclose(ng.nodes["sub->cuba slow.delay"].delay, 4 * 2e-3)
 
 
+def test_delays_survive_nir_adding_inputs_for_root_populations():
+    """NIR's reader gives a population without inputs an Input of its own; the exporter measures the
+    cycle rule's depths the same way, so a recurrent pair fed only by it keeps both delays."""
+    g = ntg.Graph("roots")
+    g.input("x", 1)
+    for name in ("a", "p", "q", "r"):
+        g.population(name, ntg.LIF(tau_mem=1e-2), 1)
+    g.dense("x", "a")
+    g.dense("p", "q")
+    g.dense("q", "r", delay=1)
+    g.dense("r", "q", delay=1)
+    g.output("y", "a")
+    g.output("z", "r")
+    plain = from_nir(export_quietly(g), dialect="nir")
+    assert "input_p" in plain.inputs
+    assert {p: plain[p].delay for p in g.projections} == {"x->a": 0, "p->q": 0, "q->r": 1, "r->q": 1}
+
+
 def test_pipelined_timing_writes_the_effective_delays():
     g = ntg.Graph("pipe")
     g.input("x", 2)

@@ -158,7 +158,10 @@ def lower(graph: Graph, options: CompileOptions) -> nir.NIRGraph:
 
     delays = {p: int(graph.meta(p).get("delay", graph[p].delay)) for p in graph.projections}
     structure = [(p, graph.source(p), graph.target(p), delays[p]) for p in graph.projections]
-    explicit = choose_explicit(structure, graph.inputs)
+    # NIR's type inference gives every node without inputs an Input of its own when the file is
+    # read, so the importer measures depths from those too.
+    roots = graph.inputs + [p for p in graph.populations if not graph.predecessors(p)]
+    explicit = choose_explicit(structure, roots)
 
     for node_id, payload in graph.items():
         key = keys[node_id]

@@ -14,8 +14,10 @@ LIF            ``LIFBoxCell(tau_mem_inv = 1/tau, v_th, v_leak)``, ``dt`` given t
 CubaLIF        ``w_in*I`` into an ``LIBoxCell`` (the synapse, with the *membrane's* v_leak),
                ``r*i`` into a ``LIFBoxCell``
 IF             ``IAFCell(v_th)``: ``v <- v + I`` per step (``dt`` and ``r`` ignored)
-LI, Scale,     no mapping: the importer returns None and nirtorch replaces the node by an
-Delay, ...     identity, so its input passes through unchanged ("norse drops LI")
+LI             no mapping: the importer returns None and nirtorch wires the node's input
+               straight through, so an LI readout reports its input current ("norse drops LI")
+Delay, Scale,  no mapping either, but nirtorch then fails on the graph's edges
+...            (``KeyError``); the adapter refuses them up front
 =============  ================================================================================
 
 The reset is Norse's ``reset_value`` (to 0) unless ``reset_method`` is passed,
@@ -25,7 +27,7 @@ zero.  The adapter runs the importer with its defaults (``dt`` = the caller's
 executor's cache and ``v`` (``i``) from the neuron states.
 
 Limitations (tags for ``ntgraph.compare``): reset mode lost, ``v_reset``
-ignored, ``r`` ignored, IF per step, LI/Scale/Delay dropped, CubaLIF synapse
+ignored, ``r`` ignored, IF per step, LI dropped, Scale/Delay unsupported, CubaLIF synapse
 leaks towards ``v_leak``, Euler only, float32, one input.
 """
 
@@ -46,8 +48,8 @@ from .common import PeerBackend, PeerWarning, check_graph, check_inputs, output_
 __all__ = ["NorseBackend"]
 
 SUPPORTED = ("Input", "Output", "Affine", "Linear", "Conv2d", "Flatten", "IF", "LIF", "CubaLIF", "SumPool2d")
-#: Node types the importer silently replaces by an identity.
-DROPPED = ("LI", "Scale", "Delay", "CubaLI", "I", "Integrator", "Threshold")
+#: Node types the importer silently drops (nirtorch wires the node's input straight through).
+DROPPED = ("LI",)
 VARIABLES = {"LIF": ("spikes", "v"), "CubaLIF": ("spikes", "v", "i"), "IF": ("spikes", "v")}
 
 
@@ -88,7 +90,7 @@ class NorseBackend(PeerBackend):
     variables = VARIABLES
     limitations = (
         "nir:reset-mode", "reset:zero-only", "v_reset:ignored", "r:ignored", "if:per-step", "li:dropped",
-        "scale:dropped", "delay:dropped", "cubalif:synapse-leak", "discretization:euler-only", "dtype:float32",
+        "scale:unsupported", "delay:unsupported", "cubalif:synapse-leak", "discretization:euler-only", "dtype:float32",
         "inputs:single",
     )
 

@@ -51,7 +51,8 @@ LOWERINGS.register(Sparse)(SparseProjection)
 LOWERINGS.register(OneToOne)(OneToOneProjection)
 LOWERINGS.register(Input, Output)(None)
 
-OPTIONS = {"batch_first": False, "record": (), "surrogate": None, "detach_reset": True, "dtype": None, "device": None}
+OPTIONS = {"batch_first": False, "record": (), "surrogate": None, "detach_reset": True, "dtype": None, "device": None,
+           "precision": "float", "quantize": None}
 
 
 class TorchBackend:
@@ -70,6 +71,16 @@ class TorchBackend:
         surrogate = extra["surrogate"] if extra["surrogate"] is not None else FastSigmoid()
         if not isinstance(surrogate, Surrogate):
             raise ValidationError(f"torch backend option surrogate: expected a Surrogate object, got {surrogate!r}")
+        precision = extra.pop("precision")
+        quantize = extra.pop("quantize")
+        if precision == "loihi":
+            from .loihi import lower_loihi
+
+            return lower_loihi(graph, options, quantize=quantize, surrogate=surrogate,
+                               detach_reset=bool(extra["detach_reset"]), record=extra["record"],
+                               batch_first=extra["batch_first"], device=extra["device"])
+        if precision != "float":
+            raise ValidationError(f"torch backend option precision: expected 'float' or 'loihi', got {precision!r}")
         dtype = extra["dtype"] or torch.get_default_dtype()
         if isinstance(dtype, str):  # "float64" from the CLI (--set dtype=float64) or the torch-free core (ntgraph.compare)
             dtype = getattr(torch, dtype, dtype)

@@ -137,7 +137,8 @@ class SimulationModule(nn.Module):
                     f"record {spec!r}: Population '{pop}' ({type(self._dyn[pop].model).__name__}) has no variable {var!r}; "
                     f"expected one of {', '.join(allowed)}"
                 )
-            probes.append((f"{pop}.{var}", pop, var))
+            if (f"{pop}.{var}", pop, var) not in probes:  # "a" and "a.spikes" name the same probe
+                probes.append((f"{pop}.{var}", pop, var))
         return probes
 
     def set_record(self, record: Optional[Sequence[str]]) -> None:

@@ -72,13 +72,14 @@ def raster_png(report: Any, batch: int = 0) -> Optional[bytes]:
             for mask, colour, label in ((same, "0.15", "same"), (extra, "tab:red", "extra"), (missed, "tab:orange", "missing")):
                 t, i = np.nonzero(mask)
                 if t.size:
-                    ax.scatter(t_ms[t], off + i, s=6, c=colour, marker="|", linewidths=0.8,
-                               label=label if k == 0 else None)
+                    ax.scatter(t_ms[t], off + i, s=max(8.0, 600.0 / max(offsets[-1], 1)), c=colour, marker="|",
+                               linewidths=1.4 if colour == "0.15" else 1.8, label=label)
             if k:
                 ax.axhline(off - 0.5, color="0.7", lw=0.5)
         title = r.name if r.status == "reference" else f"{r.name}\nagreement {r.metrics.get('agreement', float('nan')):.4f}"
         ax.set_title(title if r.status != "reference" else f"{r.name}\n(reference)", fontsize=9)
         ax.set_xlabel("time (ms)")
+        ax.set_ylim(-0.5, offsets[-1] - 0.5)
     axes[0][0].set_yticks([(a + b - 1) / 2 for a, b in zip(offsets[:-1], offsets[1:])])
     axes[0][0].set_yticklabels([k[: -len(".spikes")] for k in keys], fontsize=8)
     handles, labels = [], []
@@ -135,6 +136,18 @@ def voltage_png(report: Any) -> Optional[bytes]:
                 ax.plot(t_ms, other.arrays[key][:, b, n], lw=1.0, ls="--", label=other.name)
         if th is not None:
             ax.axhline(th, color="0.5", lw=0.8, ls=":", label="threshold")
+        pop = key.rsplit(".", 1)[0]
+        skey = f"{pop}.spikes"
+        if skey in ref.arrays and key != skey:
+            top = float(np.nanmax(want)) if np.isfinite(want).any() else 1.0
+            marks = [(ref, "black", "v")] + [(o, None, "^") for o in (others if r is not None else [])]
+            for k, (run, colour, m) in enumerate(marks):
+                if skey in run.arrays:
+                    t = np.nonzero(run.arrays[skey][:, b, n])[0]
+                    if t.size:
+                        ax.scatter(t_ms[t], np.full(t.size, top * (1.08 + 0.08 * k) if top > 0 else 0.1 * (k + 1)),
+                                   marker=m, s=18, c=colour if colour else "tab:blue",
+                                   label=f"{run.name} spikes")
         if r is not None and r.divergence is not None:
             ax.axvline(r.divergence.step * dt * 1e3, color="tab:red", lw=0.8, alpha=0.7, label="first divergence")
             ax.set_title(f"{r.name}: first divergence at step {r.divergence.step} in {r.divergence.key} "

@@ -103,6 +103,8 @@ def fmt_metric(name: str, value: Any) -> str:
     if name in ("van_rossum", "max_voltage_error", "max_output_error"):
         return "0" if v == 0 else f"{v:.3g}"
     if name == "per_step_s":
+        if v >= 1e-3:
+            return f"{v * 1e3:.3g} ms"
         return f"{v * 1e6:.3g} µs"
     return f"{v:.4g}"
 

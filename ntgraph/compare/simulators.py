@@ -28,7 +28,8 @@ from ..errors import UnsupportedNodeError, ValidationError
 from ..graph import Graph
 from ..registry import get_backend
 
-__all__ = ["SimulatorSpec", "SIMULATORS", "DEFAULT_SIMULATORS", "Run", "run_simulator", "nir_name", "simulator_spec"]
+__all__ = ["SimulatorSpec", "SIMULATORS", "DEFAULT_SIMULATORS", "Run", "run_simulator", "nir_name", "simulator_spec",
+           "register_simulator"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,16 @@ SIMULATORS: dict[str, SimulatorSpec] = {
 }
 #: The default list: every simulator, reference first.
 DEFAULT_SIMULATORS: tuple[str, ...] = tuple(SIMULATORS)
+
+
+def register_simulator(spec: SimulatorSpec) -> None:
+    """Add (or replace) a simulator for this process, e.g. a third-party backend registered with
+    :func:`ntgraph.registry.register_backend`.  It is not added to :data:`DEFAULT_SIMULATORS`."""
+    if not isinstance(spec, SimulatorSpec):
+        raise ValidationError(f"register_simulator: expected a SimulatorSpec, got {type(spec).__name__}")
+    if spec.route not in ("direct", "nir"):
+        raise ValidationError(f"SimulatorSpec '{spec.name}'.route: expected 'direct' or 'nir', got {spec.route!r}")
+    SIMULATORS[spec.name] = spec
 
 
 def simulator_spec(name: str) -> SimulatorSpec:
@@ -170,11 +181,13 @@ def _via_nir(spec: SimulatorSpec, backend: Any, graph: Graph, options: CompileOp
 
 
 def run_simulator(spec: SimulatorSpec, graph: Graph, options: CompileOptions, inputs: dict[str, np.ndarray],
-                  record: Sequence[str], dtype: str) -> Run:
+                  record: Sequence[str], dtype: str, artefacts: Optional[dict] = None) -> Run:
     """Run ``spec`` on the prepared ``graph``; raises what the backend raises (the caller decides skip vs fail).
 
     ``BackendNotFoundError`` means the simulator is not installed.  Warnings
     raised by ntgraph's code while it runs are collected, not shown.
+    ``artefacts`` (filled in place, so it survives a failure): what the
+    route produced on the way, e.g. ``"nir_node_types"``.
     """
     backend = get_backend(spec.backend)
     extra = dict(spec.options) if spec.route == "direct" else {}
@@ -185,7 +198,7 @@ def run_simulator(spec: SimulatorSpec, graph: Graph, options: CompileOptions, in
         precision = spec.precision if spec.route == "direct" else (getattr(backend, "precision", None) or spec.precision)
     run_options = CompileOptions(dt=options.dt, discretization=options.discretization, timing=options.timing, extra=extra)
     notes: list[str] = []
-    artefacts: dict[str, Any] = {}
+    artefacts = {} if artefacts is None else artefacts
     fallback = [k for k in record if k.rsplit(".", 1)[-1] == "spikes"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -28,8 +28,8 @@ METRIC_NOTES = (
     ("count r", "Pearson correlation of per-neuron spike counts (1 when identical, n/a when one side is constant)"),
     ("van Rossum", "mean over spike trains of D, D² = (1/τ) ∫ (f - g)² dt with exponential kernels exp(-t/τ) "
                    "(van Rossum 2001); one unmatched spike gives 0.707"),
-    ("first divergence", "first step at which a spike differs, or an analog value (voltage, readout) differs by more "
-                         "than atol + rtol·|ref|"),
+    ("first divergence", "first step at which a spike differs, or an analog value of a non-spiking population or "
+                         "readout differs by more than atol + rtol·|ref|"),
     ("max |Δv|", "largest absolute voltage difference over all recorded populations and steps"),
     ("accuracy", "argmax of the readout summed over time (spiking) or of its maximum over time (analog) "
                  "against the labels"),
@@ -62,7 +62,8 @@ def _settings_rows(report: ComparisonReport) -> list[tuple[str, str]]:
         ("timing", s["timing"]),
         ("discretization", s["discretization"]),
         ("van Rossum τ", f"{s['van_rossum_tau_s'] * 1e3:g} ms"),
-        ("analog tolerance", f"atol {s['atol']:g}, rtol {s['rtol']:g}"),
+        ("analog tolerance", "by precision (float64 1e-9, float32 1e-4, fixed point 1e-2)" if s["atol"] is None
+         else f"atol {s['atol']:g}, rtol {s['rtol'] if s['rtol'] is not None else s['atol']:g}"),
         ("readout", s.get("readout") or "-"),
     ]
 
@@ -83,7 +84,7 @@ def _details(report: ComparisonReport) -> list[tuple[str, list[str]]]:
     """Per simulator, the lines of its section: reason, first divergence, diagnoses, warnings, notes."""
     out = []
     for r in report.results:
-        lines = [f"{r.description}; backend `{r.backend}`, route {r.route}, precision {r.precision or '-'}"]
+        lines = [f"{r.description}; backend '{r.backend}', route {r.route}, precision {r.precision or '-'}"]
         if r.reason:
             lines.append(f"{r.status}: {r.reason}")
         if r.status == "ok":
