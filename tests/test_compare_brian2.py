@@ -120,6 +120,7 @@ def test_unsupported_nodes_and_options_are_refused():
     g.input("x", 2)
     g.population("h", ntg.LIF(tau_mem=5e-3), 2)
     g.add("x->h", Conv(weight=np.eye(2)), source="x", target="h")
+    g.output("y", "h")
     x = np.zeros((3, 1, 2))
     with pytest.raises(UnsupportedNodeError, match="'x->h'.*Conv"):
         ntg.simulate(g, x, target="brian2", dt=1e-3)

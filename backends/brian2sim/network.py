@@ -29,6 +29,7 @@ torch backend reports them.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
@@ -137,11 +138,17 @@ def plan(graph: Graph, options: CompileOptions) -> NetworkPlan:
 
 @contextlib.contextmanager
 def _numpy_target(b2: Any) -> Iterator[None]:
-    """Run with Brian2's numpy code generation target (pure Python, no compiler), restoring the preference after."""
+    """Run with Brian2's numpy code generation target (pure Python, no compiler), restoring the preference after.
+
+    Brian2 2.9 calls pyparsing's camelCase API, which pyparsing 3.2 deprecates
+    on every parse; those DeprecationWarnings are library noise and are muted here.
+    """
     old = b2.prefs.codegen.target
     b2.prefs.codegen.target = "numpy"
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(brian2|pyparsing)(\..*)?")
+            yield
     finally:
         b2.prefs.codegen.target = old
 
