@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import pytest
 
 import ntgraph as ntg
 from ntgraph.errors import UnsupportedNodeError, ValidationError
-from ntgraph.ir import Dense
+from ntgraph._data import frozen_array
+from ntgraph.ir import Projection
 
 pytest.importorskip("brian2", reason="brian2 is not installed (pip install 'ntgraph[brian2]')")
 pytest.importorskip("torch", reason="the reference is the torch backend")
@@ -111,18 +115,32 @@ def test_batch_elements_are_independent():
             np.testing.assert_array_equal(one[key][:, 0], whole[key][:, b], err_msg=key)
 
 
-class Conv(Dense):
-    """A projection type the backend has never heard of."""
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Gap(Projection):
+    """A projection type the backend has never heard of (electrical coupling, say)."""
+
+    weight: Any
+
+    def __post_init__(self) -> None:
+        self._set("weight", frozen_array(self.weight))
+        super().__post_init__()
+
+    n_post = property(lambda self: int(self.weight.shape[0]))
+    n_pre = property(lambda self: int(self.weight.shape[0]))
+
+    def synapse_index(self):
+        k = np.arange(self.weight.shape[0])
+        return k, k
 
 
 def test_unsupported_nodes_and_options_are_refused():
     g = ntg.Graph("odd")
     g.input("x", 2)
     g.population("h", ntg.LIF(tau_mem=5e-3), 2)
-    g.add("x->h", Conv(weight=np.eye(2)), source="x", target="h")
+    g.add("x->h", Gap(weight=np.ones(2)), source="x", target="h")
     g.output("y", "h")
     x = np.zeros((3, 1, 2))
-    with pytest.raises(UnsupportedNodeError, match="'x->h'.*Conv"):
+    with pytest.raises(UnsupportedNodeError, match="'x->h'.*Gap"):
         ntg.simulate(g, x, target="brian2", dt=1e-3)
     with pytest.raises(ValidationError, match="unknown option"):
         ntg.simulate(worked_example(), np.zeros((2, 1, 1)), target="brian2", dt=1e-3, dtype="float32")

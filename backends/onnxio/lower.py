@@ -154,20 +154,15 @@ class _Plan:
 
     def __init__(self, graph: Graph) -> None:
         self.order: list[str] = list(graph.attrs["order"])
-        delay = {p: int(graph.meta(p)["delay"]) for p in graph.projections}
-        self.input_projs: dict[str, list[tuple[str, str, int]]] = {}
-        self.pop_projs: dict[str, list[tuple[str, str, int]]] = {}
-        self.history_len: dict[str, int] = {}
-        for pop in self.order:
-            self.input_projs[pop], self.pop_projs[pop] = [], []
-            for proj in graph.incoming(pop):
-                src = graph.source(proj)
-                entry = (proj, src, delay[proj])
-                (self.input_projs if isinstance(graph[src], Input) else self.pop_projs)[pop].append(entry)
-                if delay[proj] > 0:
-                    self.history_len[src] = max(self.history_len.get(src, 0), delay[proj])
+        is_input = {n: isinstance(graph[n], Input) for n in graph}
+        incoming = {p: [(proj, src, int(d)) for proj, src, d in graph.meta(p)["incoming"]] for p in self.order}
+        self.input_projs: dict[str, list[tuple[str, str, int]]] = {
+            p: [e for e in entries if is_input[e[1]]] for p, entries in incoming.items()}
+        self.pop_projs: dict[str, list[tuple[str, str, int]]] = {
+            p: [e for e in entries if not is_input[e[1]]] for p, entries in incoming.items()}
+        self.history_len: dict[str, int] = dict(graph.attrs["history"])
         #: Nodes with a delay line, in graph order.
-        self.delayed: list[str] = [n for n in graph if n in self.history_len]
+        self.delayed: list[str] = list(self.history_len)
 
     def has_current(self, pop: str) -> bool:
         return bool(self.input_projs[pop] or self.pop_projs[pop])

@@ -105,19 +105,23 @@ def parse_record(peer: str, nir_graph: Any, record: Sequence[str], variables: Ma
     return probes
 
 
+#: Lines a peer prints as progress, not as a finding.
+PROGRESS_LINES = ("replace rnn subgraph with nirgraph",)
+
+
 @contextlib.contextmanager
 def captured_prints(peer: str) -> Iterator[None]:
-    """Turn what the peer prints while importing into :class:`PeerWarning` s (one per distinct line)."""
+    """Collect what the peer prints while importing into one :class:`PeerWarning` (progress lines dropped)."""
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         yield
     seen: list[str] = []
     for line in buf.getvalue().splitlines():
-        line = line.strip()
-        if line and line not in seen:
-            seen.append(line)
-    for line in seen:
-        warnings.warn(PeerWarning(f"{peer} importer printed: {line}"), stacklevel=3)
+        line = " ".join(line.split())
+        if line and line not in seen and line not in PROGRESS_LINES:
+            seen.append(line if len(line) <= 200 else line[:197] + "...")
+    if seen:
+        warnings.warn(PeerWarning(f"{peer} importer printed: " + " | ".join(seen)), stacklevel=3)
 
 
 def fresh_copy(nir_graph: Any) -> Any:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ntgraph.errors import ShapeError, ValidationError
 from ntgraph.graph import Graph
-from ntgraph.ir import Input, Population
+from ntgraph.ir import Population
 
 from .neurons import NeuronDynamics
 from .projections import ProjectionModule
@@ -100,19 +100,10 @@ class SimulationModule(nn.Module):
         self.input_sizes = {i: graph[i].size for i in self.input_ids}
         self.output_sources = {o: graph.source(o) for o in graph.outputs}
         self.order = list(graph.attrs["order"])
-        delay = {p: graph.meta(p)["delay"] for p in graph.projections}
-        # Plan of the step loop, fixed at compile time.
-        self._input_projs: dict[str, list[tuple[str, str, int]]] = {}
-        self._pop_projs: dict[str, list[tuple[str, str, int]]] = {}
-        self._history_len: dict[str, int] = {}
-        for pop in self.order:
-            self._input_projs[pop], self._pop_projs[pop] = [], []
-            for proj in graph.incoming(pop):
-                src = graph.source(proj)
-                entry = (proj, src, delay[proj])
-                (self._input_projs if isinstance(graph[src], Input) else self._pop_projs)[pop].append(entry)
-                if delay[proj] > 0:
-                    self._history_len[src] = max(self._history_len.get(src, 0), delay[proj])
+        # Plan of the step loop (from the schedule pass): input-driven projections run for all steps at once.
+        self._input_projs = {p: [e for e in graph.meta(p)["incoming"] if e[1] in self.input_sizes] for p in self.order}
+        self._pop_projs = {p: [e for e in graph.meta(p)["incoming"] if e[1] not in self.input_sizes] for p in self.order}
+        self._history_len: dict[str, int] = dict(graph.attrs["history"])
         self.default_record = self._parse_record(record)
 
     # ------------------------------------------------------------------ helpers

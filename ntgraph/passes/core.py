@@ -69,6 +69,12 @@ def schedule(graph: Graph, *, timing: str = "sync", **_: object) -> Graph:
     ``timing="pipelined"``.  ``attrs['order']`` lists the populations so that
     every undelayed projection's source comes before its target (ties in
     insertion order).  ``attrs['max_delay']`` is the longest effective delay.
+
+    The plan of one step, shared by every backend that runs a time loop:
+    ``meta['incoming']`` of a population lists ``(projection, source, delay)``
+    of its incoming projections in insertion order, and ``attrs['history']``
+    maps each node with delayed outgoing projections to the number of past
+    outputs it must keep (its longest outgoing delay), in graph order.
     """
     out = graph.copy()
     extra = 1 if timing == "pipelined" else 0
@@ -84,9 +90,16 @@ def schedule(graph: Graph, *, timing: str = "sync", **_: object) -> Graph:
             deps.add_edge(src, dst)
     rank = {n: k for k, n in enumerate(out)}
     order = list(nx.lexicographical_topological_sort(deps, key=rank.get))
+    history: dict[str, int] = {}
     for k, pop in enumerate(order):
         out.meta(pop)["order"] = k
+        incoming = [(proj, out.source(proj), out.meta(proj)["delay"]) for proj in out.incoming(pop)]
+        out.meta(pop)["incoming"] = incoming
+        for _, src, delay in incoming:
+            if delay > 0:
+                history[src] = max(history.get(src, 0), delay)
     out.attrs["order"] = order
+    out.attrs["history"] = {n: history[n] for n in out if n in history}
     out.attrs["max_delay"] = max_delay
     out.attrs["timing"] = timing
     return out
