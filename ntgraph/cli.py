@@ -226,9 +226,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
             raise FileFormatError(f"labels file {args.labels}: not a readable .npy array ({exc})") from None
     if args.min_agreement is not None and not 0.0 <= args.min_agreement <= 1.0:
         raise ValidationError(f"--min-agreement: expected a fraction in [0, 1], got {args.min_agreement}")
+    backend_options: dict[str, dict[str, object]] = {}
+    for spec in args.set or ():
+        sim, sep, pair = spec.partition(":")
+        if not sep or not sim:
+            raise ValidationError(f"--set {spec}: expected SIMULATOR:KEY=VALUE, e.g. lava-fixed:quantize={{'input_scale': 256}}")
+        backend_options.setdefault(sim, {}).update(_parse_options([pair]))
     report = compare(graph, inputs, args.simulators, dt=args.dt, timing=args.timing,
                      discretization=args.discretization, labels=labels, reference=args.reference,
-                     record=args.record, dtype=args.dtype, van_rossum_tau=args.tau_vr, readout=args.readout)
+                     record=args.record, dtype=args.dtype, van_rossum_tau=args.tau_vr, readout=args.readout,
+                     backend_options=backend_options)
     print(report)
     if args.report:
         written = report.write(args.report, min_agreement=args.min_agreement, plots=not args.no_plots)
@@ -311,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="van Rossum kernel time constant (default: 0.01 s)")
     p.add_argument("--record", action="append", metavar="POP.VAR", help="also compare a population variable")
     p.add_argument("--readout", default=None, help="the Output the accuracy reads (default: the first Output)")
+    p.add_argument("--set", action="append", metavar="SIM:KEY=VALUE",
+                   help="a simulator's backend option, e.g. --set \"lava-fixed:quantize={'input_scale': 256}\"")
     p.add_argument("--report", default=None, metavar="DIR", help="write report.md, report.html and report.json here")
     p.add_argument("--no-plots", action="store_true", help="reports without figures (no matplotlib needed)")
     p.add_argument("--min-agreement", type=float, default=None, metavar="FRACTION",

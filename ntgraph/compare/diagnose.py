@@ -7,7 +7,8 @@ rule's *finder* finds the feature in the graph or the run (e.g. populations
 with ``reset="subtract"``).  The finder returns the nodes involved and a
 detail; the rule's text is formatted with them.  A diagnosis is marked
 *observed* when the simulator actually diverged from the reference (or failed
-to run), so the report can say "this is why" rather than "watch out".
+to run and its error names the rule's nodes), so the report can say "this is
+why" rather than "watch out".
 
 Limitation tags (declared by backends and routes):
 
@@ -74,6 +75,8 @@ class Context:
     max_voltage_error_before: Optional[float] = None
     artefacts: dict = field(default_factory=dict)
     quantization: Any = None
+    inputs: dict = field(default_factory=dict)
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,23 @@ def _quantisation(ctx: Context) -> Found:
     return ([], "; ".join(parts))
 
 
+def _graded_inputs(ctx: Context) -> Found:
+    """Inputs that fixed point rounds: ``round(x * input_scale)`` integers (Lava's graded spikes)."""
+    q = ctx.quantization
+    if q is None:
+        return None
+    nodes, parts = [], []
+    for name, x in ctx.inputs.items():
+        scales = {s.input_scale for p, s in q.synapses.items() if p in ctx.graph and ctx.graph.source(p) == name}
+        for scale in sorted(scales):
+            err = float(np.max(np.abs(x * scale - np.round(x * scale)))) / scale if x.size else 0.0
+            if err > 0:
+                nodes.append(name)
+                parts.append(f"'{name}' is rounded to multiples of 1/{scale:g} (input_scale={scale:g}), "
+                             f"an error of up to {err:.3g} per value")
+    return (nodes, "; ".join(parts) + "; raise the quantize option input_scale") if nodes else None
+
+
 def _float32_effect(ctx: Context) -> Found:
     err = ctx.max_voltage_error_before
     if err is None or err == 0 or not np.isfinite(err) or err > 1e-3:
@@ -275,6 +295,7 @@ FINDERS: dict[str, Callable[[Context], Found]] = {
     "exact_discretization": _exact_discretization,
     "sync_timing": _sync_timing,
     "quantisation": _quantisation,
+    "graded_inputs": _graded_inputs,
     "float32_effect": _float32_effect,
     "threshold_tie": _threshold_tie,
     "rounding_only": _rounding_only,
@@ -327,6 +348,7 @@ RULES: tuple[Rule, ...] = (
     Rule("no-subtract", "reset:no-subtract", "subtract_reset",
          "{sim} has no subtract reset: {nodes} use reset='subtract'"),
     Rule("quantisation", "quantisation", "quantisation", "fixed-point weight quantisation: {detail}"),
+    Rule("input-quantisation", "quantisation", "graded_inputs", "fixed-point input quantisation: {detail}"),
     Rule("float32", "dtype:float32", "float32_effect", "float32 arithmetic: {detail}"),
     Rule("threshold-tie", None, "threshold_tie", "threshold tie at the first divergence: {detail}"),
     Rule("summation-order", "sum-order", "rounding_only", "agrees to rounding: {detail}"),
@@ -349,6 +371,10 @@ def diagnose(ctx: Context, rules: tuple[Rule, ...] = RULES) -> list[dict]:
             continue
         nodes, detail = found
         text = rule.text.format(sim=ctx.simulator, nodes=_nodes(nodes), detail=detail)
-        out.append({"id": rule.id, "text": text, "nodes": list(nodes),
-                    "observed": bool(ctx.diverged or ctx.status == "failed")})
+        if ctx.status == "failed":
+            # a failure is explained by the rules about the nodes its message names
+            observed = any(f"'{n}" in ctx.reason for n in nodes)
+        else:
+            observed = ctx.diverged
+        out.append({"id": rule.id, "text": text, "nodes": list(nodes), "observed": bool(observed)})
     return out

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
@@ -181,14 +181,19 @@ def _via_nir(spec: SimulatorSpec, backend: Any, graph: Graph, options: CompileOp
 
 
 def run_simulator(spec: SimulatorSpec, graph: Graph, options: CompileOptions, inputs: dict[str, np.ndarray],
-                  record: Sequence[str], dtype: str, artefacts: Optional[dict] = None) -> Run:
+                  record: Sequence[str], dtype: str, artefacts: Optional[dict] = None,
+                  extra_options: Optional[Mapping[str, Any]] = None) -> Run:
     """Run ``spec`` on the prepared ``graph``; raises what the backend raises (the caller decides skip vs fail).
 
     ``BackendNotFoundError`` means the simulator is not installed.  Warnings
     raised by ntgraph's code while it runs are collected, not shown.
     ``artefacts`` (filled in place, so it survives a failure): what the
-    route produced on the way, e.g. ``"nir_node_types"``.
+    route produced on the way, e.g. ``"nir_node_types"``.  ``extra_options``
+    override the table's ``options`` (backend options for the direct route,
+    NIR lowering options for the NIR route).
     """
+    if extra_options:
+        spec = replace(spec, options={**spec.options, **extra_options})
     backend = get_backend(spec.backend)
     extra = dict(spec.options) if spec.route == "direct" else {}
     if spec.dtype_option is not None:

@@ -22,8 +22,8 @@ __all__ = ["write_report", "markdown", "html_page", "METRIC_NOTES"]
 
 #: One line per metric, shown under the table of both reports.
 METRIC_NOTES = (
-    ("agreement", "fraction of identical spike entries (every step, sample and neuron of every spiking population) "
-                  "against the reference; without spiking populations, the fraction of output entries within "
+    ("agreement", "fraction of agreeing entries against the reference: every spike entry (step, sample, neuron) of "
+                  "every spiking population must be identical, every entry of a non-spiking Output (readout) within "
                   "atol + rtol·|ref|"),
     ("count r", "Pearson correlation of per-neuron spike counts (1 when identical, n/a when one side is constant)"),
     ("van Rossum", "mean over spike trains of D, D² = (1/τ) ∫ (f - g)² dt with exponential kernels exp(-t/τ) "
@@ -37,9 +37,9 @@ METRIC_NOTES = (
 )
 
 FIGURES = (
+    ("agreement.png", "Agreement per simulator", plots.agreement_png),
     ("raster.png", "Spike rasters side by side", plots.raster_png),
     ("voltage.png", "Voltage traces of the first diverging neuron", plots.voltage_png),
-    ("agreement.png", "Agreement per simulator", plots.agreement_png),
 )
 
 
@@ -78,6 +78,20 @@ def _gate(report: ComparisonReport, min_agreement: Optional[float]) -> Optional[
         return f"FAIL: no simulator besides the reference ran, so nothing meets --min-agreement {min_agreement:g}"
     bad = [r.name for r in report.compared if r.agreement is not None and r.agreement < min_agreement]
     return f"FAIL: below --min-agreement {min_agreement:g}: {', '.join(bad)} (lowest {worst:.4f})"
+
+
+def _findings(report: ComparisonReport) -> list[tuple[str, str]]:
+    """(simulator, sentence): why a simulator was not compared, and every diagnosed divergence."""
+    out = []
+    for r in report.results:
+        if r.status in ("skipped", "failed"):
+            out.append((r.name, f"{r.status}: {r.reason}"))
+        for d in r.diagnoses:
+            if d["observed"]:
+                out.append((r.name, d["text"]))
+        if r.status == "ok" and r.divergence is not None and not any(d["observed"] for d in r.diagnoses):
+            out.append((r.name, "diverges (first at " + r.divergence.describe() + "); no rule explains it"))
+    return out
 
 
 def _details(report: ComparisonReport) -> list[tuple[str, list[str]]]:
@@ -120,17 +134,24 @@ def markdown(report: ComparisonReport, figures: list[tuple[str, str, bytes]], mi
     for row in report.rows():
         lines.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
     lines += [""]
+    findings = _findings(report)
+    if findings:
+        lines += ["## Findings", ""]
+        lines += [f"* **{name}**: {_md_escape(text)}" for name, text in findings]
+        lines.append("")
+    lines += ["Metrics:", ""]
     lines += [f"* **{name}**: {text}" for name, text in METRIC_NOTES]
-    lines += ["", "## Simulators", ""]
+    lines.append("")
+    if figures:
+        lines += ["## Figures", ""]
+        for file, title, _ in figures:
+            lines += [f"### {title}", "", f"![{title}]({file})", ""]
+    lines += ["## Simulators", ""]
     for name, detail in _details(report):
         lines.append(f"### {name}")
         lines.append("")
         lines += [f"* {_md_escape(line)}" for line in detail]
         lines.append("")
-    if figures:
-        lines += ["## Figures", ""]
-        for file, title, _ in figures:
-            lines += [f"### {title}", "", f"![{title}]({file})", ""]
     return "\n".join(lines)
 
 
@@ -176,21 +197,28 @@ def html_page(report: ComparisonReport, figures: list[tuple[str, str, bytes]], m
                 cls += " bad" if below else (" good" if r.agreement >= 1.0 else "")
             cells.append(f"<td class=\"{cls.strip()}\">{e(c)}</td>")
         parts.append(f"<tr class=\"{e(r.status)}\">" + "".join(cells) + "</tr>")
-    parts.append("</tbody></table><ul class=\"notes\">")
-    parts += [f"<li><b>{e(n)}</b>: {e(t)}</li>" for n, t in METRIC_NOTES]
-    parts.append("</ul><h2>Simulators</h2>")
-    for name, detail in _details(report):
-        parts.append(f"<h3>{e(name)}</h3><ul class=\"notes\">")
-        for line in detail:
-            cls = "diag" if line.startswith(("diagnosis", "possible issue")) else ("warn" if line.startswith("warning") else "")
-            parts.append(f"<li class=\"{cls}\">{e(line)}</li>")
+    parts.append("</tbody></table>")
+    findings = _findings(report)
+    if findings:
+        parts.append("<h2>Findings</h2><ul class=\"notes\" id=\"findings\">")
+        parts += [f"<li><b>{e(n)}</b>: <span class=\"diag\">{e(t)}</span></li>" for n, t in findings]
         parts.append("</ul>")
+    parts.append("<details><summary>How the metrics are defined</summary><ul class=\"notes\">")
+    parts += [f"<li><b>{e(n)}</b>: {e(t)}</li>" for n, t in METRIC_NOTES]
+    parts.append("</ul></details>")
     if figures:
         parts.append("<h2>Figures</h2>")
         for file, title, data in figures:
             b64 = base64.b64encode(data).decode("ascii")
             parts.append(f"<figure><img alt=\"{e(title)}\" data-name=\"{e(file)}\" src=\"data:image/png;base64,{b64}\">"
                          f"<figcaption>{e(title)}</figcaption></figure>")
+    parts.append("<h2>Simulators</h2>")
+    for name, detail in _details(report):
+        parts.append(f"<h3>{e(name)}</h3><ul class=\"notes\">")
+        for line in detail:
+            cls = "diag" if line.startswith(("diagnosis", "possible issue")) else ("warn" if line.startswith("warning") else "")
+            parts.append(f"<li class=\"{cls}\">{e(line)}</li>")
+        parts.append("</ul>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
