@@ -104,8 +104,8 @@ class NorseBackend(PeerBackend):
         probes = parse_record(self.name, nir_graph, record, VARIABLES)
         handler = _LogToWarnings()
         root = logging.getLogger()
-        root.addHandler(handler)
-        old_level = root.level
+        old_handlers, old_level = list(root.handlers), root.level
+        root.handlers = [handler]  # only ours while importing: the messages become PeerWarnings, not stderr lines
         root.setLevel(min(old_level or logging.WARNING, logging.WARNING))
         try:
             with warnings.catch_warnings():
@@ -115,7 +115,7 @@ class NorseBackend(PeerBackend):
                 except (AssertionError, ValueError, NotImplementedError, KeyError, TypeError, AttributeError) as exc:
                     raise UnsupportedNodeError(f"norse: from_nir refused the graph ({type(exc).__name__}: {exc})") from exc
         finally:
-            root.removeHandler(handler)
+            root.handlers = old_handlers
             root.setLevel(old_level)
         for msg in handler.messages:
             warnings.warn(PeerWarning(f"norse importer logged: {msg}"), stacklevel=2)
