@@ -207,6 +207,25 @@ def _demo_training(args: argparse.Namespace, outdir: Path) -> None:
     print(f"  test accuracy     {metrics['test_accuracy']:.3f}  (chance 0.100)")
     path = save(trained, outdir / "classifier.ntg")
     print(f"wrote the trained network to {path}")
+    _demo_comparison(trained, data, outdir)
+
+
+def _demo_comparison(trained: Graph, data: object, outdir: Path) -> None:
+    """Run the trained classifier on every installed simulator and print how they agree."""
+    from .compare import compare
+    from .data import to_time_major
+
+    test = data.test  # type: ignore[attr-defined]
+    n = min(32, len(test))
+    x = to_time_major([test[i][0] for i in range(n)])
+    labels = np.array([test[i][1] for i in range(n)])
+    print()
+    print(f"the trained network on {n} test digits, across simulators (sync timing, euler, float64):")
+    report = compare(trained, {"pixels": x}, ["torch", "onnx", "brian2", "snntorch", "norse"], dt=1e-3,
+                     labels=labels)
+    print(report)
+    report.write(outdir / "comparison")
+    print(f"wrote {outdir / 'comparison'}/report.md, report.html and report.json")
 
 
 #: Exit status of ``ntgraph compare`` when a simulator agrees less than ``--min-agreement``.

@@ -225,6 +225,7 @@ def test_report_files_hold_the_numbers(fake_simulators, tmp_path):
     assert sims["broken"]["per_step_s"] > 0
     md = written["md"].read_text()
     assert "| simulator | status | precision | agreement |" in md and "![Spike rasters side by side](raster.png)" in md
+    assert "| max \\|Δv\\| |" in md  # a pipe inside a cell is escaped
     assert "reset mode lost in NIR export" in md and "FAIL: below --min-agreement 0.99: broken" in md
     page = written["html"].read_text()
     assert page.count('<img alt="') == 3 and page.count('src="data:image/png;base64,') == 3
@@ -255,3 +256,32 @@ def test_cli_gate_exit_codes(fake_simulators, saved, capsys):
     assert "no simulator besides the reference ran" in capsys.readouterr().err
     assert main(base + ["--simulators", "torch,nest"]) == 2
     assert "unknown; expected one of" in capsys.readouterr().err
+
+
+def test_register_simulator_adds_a_name():
+    with pytest.raises(ValidationError, match="SimulatorSpec"):
+        register_simulator("torch")
+    with pytest.raises(ValidationError, match="route"):
+        register_simulator(SimulatorSpec("ftp-torch", "torch", "ftp", "a route that does not exist"))
+    register_simulator(SimulatorSpec("torch-copy", "torch", "direct", "the torch backend once more", dtype_option="dtype"))
+    try:
+        report = compare(network("subtract"), X[:10], ["torch", "torch-copy"], dt=DT)
+        assert report["torch-copy"].agreement == 1.0 and report["torch-copy"].metrics["max_voltage_error"] == 0.0
+    finally:
+        SIMULATORS.pop("torch-copy")
+    assert "torch-copy" not in SIMULATORS
+
+
+def test_diagnosis_table_is_consistent():
+    """Every rule has a finder and a unique id; every limitation a simulator declares has a rule that reads it."""
+    from ntgraph.compare.diagnose import FINDERS, RULES
+    from ntgraph.errors import BackendNotFoundError
+
+    assert all(r.finder in FINDERS for r in RULES) and len({r.id for r in RULES}) == len(RULES)
+    declared = {t for spec in SIMULATORS.values() for t in spec.limitations}
+    for spec in SIMULATORS.values():
+        try:
+            declared |= set(getattr(get_backend(spec.backend), "limitations", ()))
+        except BackendNotFoundError:
+            pass
+    assert declared <= {r.tag for r in RULES}, declared - {r.tag for r in RULES}

@@ -12,7 +12,6 @@ import subprocess
 import numpy as np
 import pytest
 
-import ntgraph as ntg
 from ntgraph.compare import SIMULATORS, SimulatorSpec, compare
 
 pytest.importorskip("torch", reason="the reference is the torch backend")

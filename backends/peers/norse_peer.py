@@ -89,7 +89,7 @@ class NorseBackend(PeerBackend):
     #: recordable variables per NIR node class
     variables = VARIABLES
     limitations = (
-        "nir:reset-mode", "reset:zero-only", "v_reset:ignored", "r:ignored", "if:per-step", "li:dropped",
+        "nir:reset-mode", "v_reset:ignored", "r:ignored", "if:per-step", "li:dropped",
         "scale:unsupported", "delay:unsupported", "cubalif:synapse-leak", "discretization:euler-only", "dtype:float32",
         "inputs:single",
     )

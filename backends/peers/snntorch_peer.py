@@ -95,7 +95,7 @@ class SnnTorchBackend(PeerBackend):
     #: recordable variables per NIR node class
     variables = VARIABLES
     limitations = (
-        "nir:reset-mode", "reset:zero-only", "v_reset:ignored", "v_leak:unsupported", "threshold:uniform-only",
+        "nir:reset-mode", "v_reset:ignored", "v_leak:unsupported", "threshold:uniform-only",
         "discretization:euler-only", "dtype:float32", "li:unsupported", "scale:unsupported", "delay:unsupported",
         "if:leaky", "recurrence:miswired", "inputs:single", "cubalif:r-fixed",
     )

@@ -12,6 +12,7 @@ from ..compiler import CompileOptions, prepare
 from ..errors import BackendNotFoundError, FileFormatError, NtgraphError, ShapeError, ValidationError
 from ..graph import Graph
 from ..ir import Population
+from ..registry import get_backend
 from . import metrics as M
 from .diagnose import Context, diagnose
 from .report import ComparisonReport, SimulatorResult
@@ -183,6 +184,59 @@ def _quantization(spec_name: str, graph: Graph, options: CompileOptions, extra: 
         return None
 
 
+def _compare_one(name: str, graph: Graph, options: CompileOptions, xs: dict[str, np.ndarray], probes: list[str],
+                 dtype: str, extra: Mapping[str, Any], *, ref_arrays: dict, against: dict, spike_keys: list[str],
+                 analog_keys: list[str], tau: float, atol: Optional[float], rtol: Optional[float],
+                 score: Any) -> SimulatorResult:
+    """Run one simulator, measure it against the reference and diagnose it; never raises for the simulator's faults."""
+    spec = SIMULATORS[name]
+    res = SimulatorResult(name, spec.description, spec.backend, spec.route, "ok", precision=spec.precision,
+                          limitations=tuple(spec.limitations))
+    run: Optional[Run] = None
+    artefacts: dict = {}
+    try:
+        run = run_simulator(spec, graph, options, xs, probes, dtype, artefacts, extra_options=extra)
+    except BackendNotFoundError as exc:
+        res.status, res.reason = "skipped", str(exc)
+        return res
+    except Exception as exc:  # noqa: BLE001 - a simulator's own bug must not stop the comparison; it is reported
+        res.status = "failed"
+        res.reason = str(exc) if isinstance(exc, NtgraphError) else f"{type(exc).__name__}: {exc}"
+        try:  # the backend's declared limitations explain failures too
+            res.limitations = tuple(dict.fromkeys((*spec.limitations, *getattr(get_backend(spec.backend), "limitations", ()))))
+        except Exception:  # noqa: BLE001 - a backend that failed may fail to load again; the table's tags remain
+            pass
+    if run is not None:
+        arrays = _complete(graph, run.arrays)
+        res.precision, res.wall_s, res.per_step_s = run.precision, run.wall_s, run.wall_s / len(next(iter(xs.values())))
+        res.warnings, res.notes, res.limitations, res.arrays = run.warnings, run.notes, run.limitations, arrays
+        a_tol, r_tol = _tolerance(run.precision, atol), _tolerance(run.precision, rtol)
+        m, div, common, missing = _metrics(graph, against, arrays, dt=options.dt, spike_keys=spike_keys,
+                                           analog_keys=analog_keys, outputs=list(graph.outputs), tau=tau,
+                                           atol=a_tol, rtol=r_tol)
+        m["atol"], m["rtol"] = a_tol, r_tol
+        res.metrics, res.divergence, res.keys_compared, res.keys_missing = m, div, common, missing
+        accuracy = score(arrays)
+        if accuracy is not None:
+            res.metrics["accuracy"] = accuracy
+        if m.get("agreement") is None:
+            res.status = "failed"
+            res.reason = (f"produced none of the reference's outputs or probes (got {sorted(arrays)}, "
+                          f"expected some of {sorted(against)})")
+    quant = _quantization(name, graph, options, extra)
+    if quant is not None:
+        res.metrics.update(weights_clipped=quant.clipped, weights_zeroed=quant.zeroed, weights_quantized=quant.n_weights)
+    ctx = Context(
+        simulator=name, graph=graph, options=options, tags=frozenset(res.limitations), status=res.status,
+        diverged=res.divergence is not None, reference=ref_arrays, arrays=res.arrays, divergence=res.divergence,
+        max_voltage_error=res.metrics.get("max_voltage_error"),
+        max_voltage_error_before=res.metrics.get("max_voltage_error_before_divergence"),
+        artefacts=artefacts, quantization=quant, inputs=xs, reason=res.reason,
+    )
+    res.diagnoses = diagnose(ctx)
+    return res
+
+
 def compare(
     graph_or_file: GraphLike,
     inputs: Union[np.ndarray, Mapping[str, np.ndarray]],
@@ -281,59 +335,11 @@ def compare(
     if labels is not None:
         ref.metrics["accuracy"] = score(ref_arrays)
     report.results.append(ref)
-    compare_against = {k: v for k, v in ref_arrays.items() if k in probes or k in outputs}
 
     # ---- every other simulator
     for name in names[1:]:
-        spec = SIMULATORS[name]
-        res = result_for(name, "ok")
-        run: Optional[Run] = None
-        ctx_artefacts: dict = {}
-        try:
-            run = run_simulator(spec, prepared, options, xs, probes, dtype, ctx_artefacts,
-                                extra_options=backend_options.get(name))
-        except BackendNotFoundError as exc:
-            res.status, res.reason = "skipped", str(exc)
-        except Exception as exc:  # noqa: BLE001 - a peer's own bug must not stop the comparison; it is reported
-            res.status = "failed"
-            res.reason = str(exc) if isinstance(exc, NtgraphError) else f"{type(exc).__name__}: {exc}"
-        quant = _quantization(name, prepared, options, backend_options.get(name, {}))
-        if run is not None:
-            arrays = _complete(prepared, run.arrays)
-            res.precision, res.wall_s, res.per_step_s = run.precision, run.wall_s, run.wall_s / steps
-            res.warnings, res.notes, res.limitations, res.arrays = run.warnings, run.notes, run.limitations, arrays
-            m, div, common, missing = _metrics(prepared, compare_against, arrays, dt=options.dt, spike_keys=spike_keys,
-                                               analog_keys=analog_keys, outputs=outputs, tau=van_rossum_tau,
-                                               atol=_tolerance(run.precision, atol), rtol=_tolerance(run.precision, rtol))
-            m["atol"], m["rtol"] = _tolerance(run.precision, atol), _tolerance(run.precision, rtol)
-            res.metrics, res.divergence, res.keys_compared, res.keys_missing = m, div, common, missing
-            if labels is not None:
-                res.metrics["accuracy"] = score(arrays)
-            if m.get("agreement") is None:
-                res.status = "failed"
-                res.reason = (f"produced none of the reference's outputs or probes (got {sorted(arrays)}, "
-                              f"expected some of {sorted(compare_against)})")
-        else:
-            res.limitations = tuple(spec.limitations)
-        if res.status != "skipped":
-            if run is None:
-                try:  # the backend's declared limitations explain failures too
-                    from ..registry import get_backend
-
-                    res.limitations = tuple(dict.fromkeys((*spec.limitations, *getattr(get_backend(spec.backend), "limitations", ()))))
-                except Exception:  # noqa: BLE001 - a backend that failed to run may fail to load again
-                    pass
-            ctx = Context(
-                simulator=name, graph=prepared, options=options, tags=frozenset(res.limitations), status=res.status,
-                diverged=res.divergence is not None, reference=ref_arrays, arrays=res.arrays,
-                divergence=res.divergence, max_voltage_error=res.metrics.get("max_voltage_error"),
-                max_voltage_error_before=res.metrics.get("max_voltage_error_before_divergence"),
-                artefacts=ctx_artefacts, quantization=quant, inputs=xs, reason=res.reason,
-            )
-            res.diagnoses = diagnose(ctx)
-            if quant is not None:
-                res.metrics["weights_clipped"] = quant.clipped
-                res.metrics["weights_zeroed"] = quant.zeroed
-                res.metrics["weights_quantized"] = quant.n_weights
-        report.results.append(res)
+        report.results.append(_compare_one(
+            name, prepared, options, xs, probes, dtype, backend_options.get(name, {}), ref_arrays=ref_arrays,
+            against={k: v for k, v in ref_arrays.items() if k in probes or k in outputs}, spike_keys=spike_keys,
+            analog_keys=analog_keys, tau=van_rossum_tau, atol=atol, rtol=rtol, score=score))
     return report

@@ -17,8 +17,6 @@ tag                        meaning
 =========================  ========================================================================
 nir:reset-mode             the simulator reads NIR, whose neuron nodes have no reset-mode field
 nir:no-alif                the simulator reads NIR, which has no adaptive LIF
-nir:delay-nodes            delays other than recurrent one-step ones become ``nir.Delay`` nodes
-reset:zero-only            the simulator always resets to zero
 reset:no-subtract          the simulator rejects ``reset="subtract"``
 v_reset:ignored            the simulator resets to 0 whatever ``v_reset`` is
 v_leak:unsupported         the importer requires ``v_leak = 0``
@@ -27,8 +25,11 @@ threshold:uniform-only     one threshold (and input gain) per population
 tau:uniform-only           one decay per population
 if:leaky                   IF is imported as a leaky neuron
 if:per-step                IF adds its input once per step (``dt`` and ``r`` ignored)
-li:dropped / li:unsupported  LI readouts are dropped (identity) / cannot be imported
-delay:dropped / delay:unsupported  ``nir.Delay`` nodes are dropped / cannot be imported
+li:dropped                 LI readouts are dropped (their input passes through)
+li:unsupported             LI readouts cannot be imported
+delay:unsupported          ``nir.Delay`` nodes (delays other than a recurrent one-step delay) cannot be imported
+scale:unsupported          ``nir.Scale`` nodes cannot be imported
+inputs:single              only graphs with one Input run
 recurrence:miswired        recurrent LIF-weight pairs are imported with the wrong wiring
 cubalif:synapse-leak       the CubaLIF synapse leaks towards the membrane's ``v_leak``
 cubalif:r-fixed            CubaLIF must have a unit membrane gain (``r = tau_mem/dt``)
@@ -49,7 +50,7 @@ import numpy as np
 
 from ..compiler import CompileOptions
 from ..graph import Graph
-from ..ir import Population, Projection
+from ..ir import Population
 from ..models import ALIF, IF, LI, LIF, CubaLIF
 from .metrics import Divergence
 
@@ -116,7 +117,16 @@ def _nir_delays(ctx: Context) -> Found:
         nodes = [p for p in ctx.graph.projections
                  if ctx.graph.meta(p).get("delay", 0) >= 1
                  and not (ctx.graph.meta(p).get("delay") == 1 and ctx.graph.source(p) == ctx.graph.target(p))]
-    return (nodes, "without their delay (one step earlier per dropped delay, or in the same step)") if nodes else None
+    return (nodes, "") if nodes else None
+
+
+def _nir_scales(ctx: Context) -> Found:
+    nodes = [k for k, kind in ctx.artefacts.get("nir_node_types", {}).items() if kind == "Scale"]
+    return (nodes, "") if nodes else None
+
+
+def _several_inputs(ctx: Context) -> Found:
+    return (list(ctx.graph.inputs), "") if len(ctx.graph.inputs) > 1 else None
 
 
 def _li(ctx: Context) -> Found:
@@ -281,6 +291,8 @@ FINDERS: dict[str, Callable[[Context], Found]] = {
     "subtract_reset": _subtract_reset,
     "alif": _alif,
     "nir_delays": _nir_delays,
+    "nir_scales": _nir_scales,
+    "several_inputs": _several_inputs,
     "li": _li,
     "v_reset_nonzero": _v_reset_nonzero,
     "v_leak_nonzero": _v_leak_nonzero,
@@ -308,11 +320,14 @@ RULES: tuple[Rule, ...] = (
          "and {sim} resets to a fixed value instead"),
     Rule("alif-as-lif", "nir:no-alif", "alif",
          "NIR has no adaptive LIF: {nodes} are exported as plain LIF and {sim} runs them without threshold adaptation"),
-    Rule("delay-dropped", "delay:dropped", "nir_delays",
-         "{sim}'s NIR importer drops nir.Delay nodes ({nodes}): those projections act {detail}"),
     Rule("delay-unsupported", "delay:unsupported", "nir_delays",
          "{sim}'s NIR importer cannot map nir.Delay nodes ({nodes}): graphs with delays other than a recurrent "
          "one-step delay cannot be imported"),
+    Rule("scale-unsupported", "scale:unsupported", "nir_scales",
+         "{sim}'s NIR importer cannot map nir.Scale nodes ({nodes}): export one-to-one projections as a diagonal "
+         "nir.Linear (NIR option one_to_one='linear', the comparison's default)"),
+    Rule("single-input", "inputs:single", "several_inputs",
+         "{sim} runs NIR graphs through nirtorch, which takes exactly one input: the graph has Inputs {nodes}"),
     Rule("li-dropped", "li:dropped", "li",
          "{sim} drops LI: {nodes} are replaced by an identity, so the readout is the raw input current, not the "
          "leaky-integrated voltage"),

@@ -175,20 +175,18 @@ class ComparisonReport:
             row = [r.name, r.status, r.precision or "-"]
             for key, _ in self.COLUMNS:
                 if key == "per_step_s":
-                    row.append(fmt_metric(key, r.per_step_s))
+                    cell = fmt_metric(key, r.per_step_s)
+                elif key == "accuracy":
+                    cell = fmt_metric(key, r.metrics.get(key)) if self.labels_given and r.compared else "-"
+                elif r.status == "reference":
+                    cell = "(reference)" if key == "agreement" else "-"
+                elif r.status != "ok":
+                    cell = "-"
                 elif key == "first_divergence":
-                    if r.status == "reference":
-                        row.append("-")
-                    elif r.status != "ok":
-                        row.append("-")
-                    else:
-                        row.append("none" if r.divergence is None else f"step {r.divergence.step} ({r.divergence.key})")
-                elif key == "accuracy" and not self.labels_given:
-                    row.append("-")
-                elif r.status == "reference" and key not in ("accuracy",):
-                    row.append("-" if key != "agreement" else "(reference)")
+                    cell = "none" if r.divergence is None else f"step {r.divergence.step} ({r.divergence.key})"
                 else:
-                    row.append(fmt_metric(key, r.metrics.get(key)) if r.status in ("ok", "reference") else "-")
+                    cell = fmt_metric(key, r.metrics.get(key))
+                row.append(cell)
             rows.append(row)
         return rows
 

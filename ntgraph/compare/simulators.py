@@ -69,10 +69,10 @@ SIMULATORS: dict[str, SimulatorSpec] = {
                       limitations=("timing:pipelined-only", "reset:no-subtract", "tau:uniform-only", "quantisation")),
         SimulatorSpec("snntorch", "snntorch", "nir", "snnTorch through NIR and snntorch.import_nir.import_from_nir",
                       options={"one_to_one": "linear"}, precision="float32",
-                      limitations=("nir:reset-mode", "nir:no-alif", "nir:delay-nodes")),
+                      limitations=("nir:reset-mode", "nir:no-alif")),
         SimulatorSpec("norse", "norse", "nir", "Norse through NIR and norse.torch.from_nir",
                       options={"one_to_one": "linear"}, precision="float32",
-                      limitations=("nir:reset-mode", "nir:no-alif", "nir:delay-nodes")),
+                      limitations=("nir:reset-mode", "nir:no-alif")),
         SimulatorSpec("brian2", "brian2", "direct", "Brian2 equations from the IR, numpy code generation target"),
     )
 }

@@ -129,7 +129,7 @@ def markdown(report: ComparisonReport, figures: list[tuple[str, str, bytes]], mi
     lines += [f"| {k} | {_md_escape(str(v))} |" for k, v in _settings_rows(report)]
     lines += ["", "## Results", ""]
     header = report.header()
-    lines.append("| " + " | ".join(header) + " |")
+    lines.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
     lines.append("|" + "|".join("---" for _ in header) + "|")
     for row in report.rows():
         lines.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
