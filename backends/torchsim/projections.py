@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ntgraph.constraints import ResolvedConstraints, project_weights
-from ntgraph.ir import Dense, OneToOne, Projection, Sparse
+from ntgraph.ir import Dense, Projection, Sparse
 
 __all__ = ["ProjectionModule", "DenseProjection", "SparseProjection", "OneToOneProjection"]
 

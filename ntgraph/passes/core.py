@@ -9,7 +9,7 @@ import networkx as nx
 
 from ..constraints import resolve
 from ..graph import Graph
-from ..ir import Input, Output, Population, Projection
+from ..ir import Population, Projection
 
 __all__ = ["Pass", "Pipeline", "default_pipeline", "infer_shapes", "schedule", "resolve_constraints", "estimate_resources"]
 
