@@ -188,7 +188,8 @@ class Brian2Network:
             elif x.shape[:2] != tb:
                 raise ShapeError(f"Input '{name}': has (T, batch) = {x.shape[:2]}, expected {tb} like the other inputs")
             xs[name] = x
-        assert tb is not None
+        if tb is None:
+            raise ValidationError("inputs: the graph has no Input; nothing to simulate")
         return xs, int(tb[0]), int(tb[1])
 
     def _parse_record(self, record: Sequence[str]) -> list[tuple[str, str, str]]:
