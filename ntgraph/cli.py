@@ -53,17 +53,51 @@ def _parse_options(pairs: Optional[Sequence[str]]) -> dict[str, object]:
     return options
 
 
+_NPY_VERSIONS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _read_npy(path: str) -> np.ndarray:
+    """Read one ``.npy`` array, refusing before any allocation a header that disagrees with the file size.
+
+    The declared ``prod(shape) * itemsize`` must equal the bytes after the
+    header, so a corrupt header cannot make numpy allocate more than the file holds.
+    """
+    fmt = np.lib.format
+    with open(path, "rb") as fh:
+        size = fh.seek(0, 2)
+        fh.seek(0)
+        if fh.read(4) == b"PK\x03\x04":
+            raise FileFormatError(f"input file {path}: expected a single .npy array, got an archive (.npz?)")
+        fh.seek(0)
+        try:
+            version = fmt.read_magic(fh)
+            if version not in _NPY_VERSIONS:
+                raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+            shape, fortran, dtype = _NPY_VERSIONS[version](fh)
+        except Exception as exc:  # noqa: BLE001 - numpy's header parser raises ValueError, SyntaxError, TokenError...
+            raise FileFormatError(f"input file {path}: not a readable .npy array (bad header: {exc})") from None
+        if dtype.hasobject or dtype.kind not in "biuf":
+            raise FileFormatError(f"input file {path}: expected a numeric array, got dtype {dtype}")
+        declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if declared != size - fh.tell():
+            raise FileFormatError(
+                f"input file {path}: its header declares a {dtype} array of shape {shape} ({declared} bytes) "
+                f"but the file holds {size - fh.tell()} bytes of data (truncated or corrupt)"
+            )
+        fh.seek(0)
+        try:
+            return fmt.read_array(fh, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise FileFormatError(f"input file {path}: not a readable .npy array ({exc})") from None
+
+
 def _load_array(path: str) -> np.ndarray:
     try:
-        arr = np.load(path, allow_pickle=False)
+        arr = _read_npy(path)
     except FileNotFoundError:
         raise FileFormatError(f"input file {path}: does not exist") from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise FileFormatError(f"input file {path}: not a readable .npy array ({exc})") from None
-    if not isinstance(arr, np.ndarray):
-        raise FileFormatError(f"input file {path}: expected a single .npy array, got an archive of several arrays")
-    if arr.dtype.kind not in "biuf":
-        raise FileFormatError(f"input file {path}: expected a numeric array, got dtype {arr.dtype}")
+    except IsADirectoryError:
+        raise FileFormatError(f"input file {path}: is a directory, expected a .npy file") from None
     if arr.ndim != 3:
         raise ValidationError(f"input file {path}: expected shape [T, batch, features], got {arr.shape}")
     return arr.astype(np.float64)

@@ -104,6 +104,81 @@ def _numpy_copy(graph: nir.NIRGraph) -> nir.NIRGraph:
     return twin_graph
 
 
+#: Largest array (bytes) one dataset of a ``.nir`` file may declare, and all of them together.
+MAX_DATASET_BYTES = 2 * 1024**3
+
+
+def _probe_in_child(path: pathlib.Path) -> Optional[int]:
+    """Read every dataset of ``path`` in a forked child; its exit code (negative: killed by that signal).
+
+    libhdf5 is not hardened against corrupt files: some make it crash the
+    process (fuzzing found segfaults in ``Dataset.__getitem__``).  The child
+    takes the crash instead.  None where ``os.fork`` does not exist.
+    """
+    if not hasattr(os, "fork"):
+        return None
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 0
+        try:
+            import h5py
+
+            def read(name: str, obj: Any) -> None:
+                if isinstance(obj, h5py.Dataset) and np.prod(obj.shape, dtype=object) * obj.dtype.itemsize <= MAX_DATASET_BYTES:
+                    obj[()]
+                    dict(obj.attrs)
+
+            with h5py.File(path, "r") as fh:
+                dict(fh.attrs)
+                fh.visititems(read)
+        except BaseException:  # noqa: BLE001 - the parent reports errors itself
+            code = 1
+        os._exit(code)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            return os.waitstatus_to_exitcode(status)
+        except InterruptedError:  # pragma: no cover
+            continue
+        except BaseException:  # the caller is interrupted (e.g. a time limit): do not leave the child behind
+            try:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+            raise
+
+
+def _check_hdf5(path: pathlib.Path) -> None:
+    """Refuse, before anything is read, an HDF5 file whose datasets declare more than :data:`MAX_DATASET_BYTES`.
+
+    A corrupt header can declare any shape; without this check h5py would try to allocate it.
+    """
+    import h5py  # a dependency of nir
+
+    status = _probe_in_child(path)
+    if status is not None and status < 0:
+        raise FileFormatError(f"{path}: not a NIR file: a corrupt HDF5 structure crashed the HDF5 library "
+                              f"(signal {-status}) while reading it")
+    sizes: list[tuple[str, int]] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            sizes.append((name, int(np.prod(obj.shape, dtype=object)) * obj.dtype.itemsize))
+
+    try:
+        with h5py.File(path, "r") as fh:
+            fh.visititems(visit)
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise FileFormatError(f"{path}: not a NIR file (not HDF5, truncated, or corrupt): {exc}") from exc
+    for name, size in sizes:
+        if size > MAX_DATASET_BYTES:
+            raise FileFormatError(f"{path}: dataset {name!r} declares {size} bytes, more than the limit of {MAX_DATASET_BYTES}")
+    total = sum(size for _, size in sizes)
+    if total > MAX_DATASET_BYTES:
+        raise FileFormatError(f"{path}: its datasets declare {total} bytes in all, more than the limit of {MAX_DATASET_BYTES}")
+
+
 def _load(source: SourceLike) -> tuple[nir.NIRGraph, str]:
     if isinstance(source, nir.NIRGraph):
         return _numpy_copy(source), "nir"
@@ -114,9 +189,10 @@ def _load(source: SourceLike) -> tuple[nir.NIRGraph, str]:
         raise FileFormatError(f"{path}: does not exist")
     if not path.is_file():
         raise FileFormatError(f"{path}: is not a file")
+    _check_hdf5(path)
     try:
         graph = nir.read(path)
-    except (OSError, KeyError) as exc:
+    except (OSError, KeyError, RuntimeError) as exc:  # RuntimeError: h5py on a damaged HDF5 structure
         raise FileFormatError(f"{path}: not a NIR file (not HDF5, truncated, or no 'node' group): {exc}") from exc
     except (ValueError, AssertionError, TypeError) as exc:
         try:

@@ -224,7 +224,9 @@ class SimulationModule(nn.Module):
 
         weights = {p: m.effective_weight() for p, m in self._proj.items()}
         coeffs = {p: d.coefficients() for p, d in self._dyn.items()}
-        drive = self._input_drive(xs, history, weights)
+        # One unbind instead of T indexing ops: the backward of drive[t] would allocate and zero-fill a
+        # full [T, batch, n] gradient at every step (quadratic in T); unbind's backward is one stack.
+        drive = {pop: d.unbind(0) for pop, d in self._input_drive(xs, history, weights).items()}
 
         keep = {src for src in self.output_sources.values() if src in self._dyn}
         traces: dict[str, list[Tensor]] = {p: [] for p in keep}

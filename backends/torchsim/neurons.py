@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from ntgraph.ir import Population
 from ntgraph.models import ALIF, IF, LI, LIF, CubaLIF, NeuronModel, RateUnit, WilsonCowan
 
+from .fused import FusedLIFStep
 from .surrogates import Surrogate
 
 __all__ = [
@@ -169,6 +170,11 @@ class LIFDynamics(NeuronDynamics):
 
     def step(self, current: Tensor, state: State, c: LIFCoeffs) -> tuple[Tensor, State]:
         (v,) = state
+        if self.detach_reset and not self.learnable and not self.capture:
+            # one autograd node per step with an exact hand-written backward (backends/torchsim/fused.py)
+            z, v = FusedLIFStep.apply(current, v, c.a, c.v_leak, c.r, c.v_th, c.v_reset,
+                                      self.model.reset == "zero", self.surrogate)
+            return z, (v,)
         v = c.a * v + (1.0 - c.a) * (c.v_leak + c.r * current)
         z = self.spike(v, c.v_th)
         v = self.reset(v, z, c.v_th, c.v_reset, self.model.reset)

@@ -16,7 +16,6 @@ error while saving leaves the previous file intact and no temporary file.
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import zipfile
 from pathlib import Path
@@ -107,9 +106,15 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu", weights_only: boo
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"checkpoint {path}: no such file")
+    # save_checkpoint always writes torch's zip format; anything else is foreign (and would reach
+    # torch's legacy pickle reader, whose errors on garbage are arbitrary: IndexError, struct.error, ...).
+    if not zipfile.is_zipfile(path):
+        raise FileFormatError(f"checkpoint {path}: not a torch checkpoint (not a zip archive, or truncated)")
     try:
         data = torch.load(path, map_location=map_location, weights_only=weights_only)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a corrupt archive makes torch's reader fail in arbitrary ways
         raise FileFormatError(f"checkpoint {path}: cannot be read as a torch checkpoint (truncated or corrupt?): "
                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
