@@ -53,6 +53,7 @@ def test_fused_lif_step_equals_the_plain_step(reset, surrogate):
         torch.testing.assert_close(fast_grads[name], grad, atol=1e-12, rtol=1e-10, msg=name)
 
 
+@pytest.mark.slow
 def test_long_runs_backpropagate_without_quadratic_buffers():
     """The input drive is unbound once: a long run's backward keeps memory linear in T (smoke test at T=2000)."""
     g = network("zero")

@@ -74,11 +74,20 @@ class StopOnNonFinite(Callback):
     batch's loss), so the model keeps its last finite parameters.
     """
 
+    #: Where the NaN guard found the first non-finite value at the last stop
+    #: (a :class:`~backends.torchsim.learning.nan_guard.NonFiniteSite`), or None.
+    site: Any = None
+
     def on_batch_end(self, trainer: Any, logs: dict[str, Any]) -> None:
         loss = logs.get("loss")
         if loss is not None and not math.isfinite(loss):
+            from .nan_guard import find_nonfinite
+
+            self.site = find_nonfinite(trainer.model, getattr(trainer, "nonfinite_inputs", None))
+            where = (f"first non-finite value: {self.site.describe()}" if self.site is not None else
+                     "inputs, parameters, gradients and population states are all finite: the loss itself overflowed")
             trainer.request_stop(
-                f"training loss is {loss} at epoch {logs['epoch'] + 1}, iteration {logs['iteration']} "
+                f"training loss is {loss} at epoch {logs['epoch'] + 1}, iteration {logs['iteration']}; {where} "
                 f"(the optimiser step was skipped where the algorithm checks; lower the learning rate, "
                 f"clip gradients with grad_clip=, or check the inputs)",
                 warn=True,

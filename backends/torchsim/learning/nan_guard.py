@@ -4,8 +4,10 @@ When a training loss turns NaN or infinite, :func:`find_nonfinite` looks for the
 origin, in this order (an earlier source explains the later ones):
 
 1. the batch's inputs (an Input node id);
-2. parameters and buffers: projection weights (``model.projections``) and
-   population parameters (``model.populations``), in the graph's step order;
+2. parameters and buffers: projection weights and biases (``model.projections``)
+   and population parameters (``model.populations``), in the graph's step
+   order (a projection before the population it drives); learnable ones must
+   be finite, fixed ones must not be NaN (constraint buffers are skipped);
 3. their gradients (left by the last ``backward``, if any);
 4. when ``inputs`` are given and everything above is finite: a forward pass
    (no gradient) checking every population's output and state variables after
@@ -67,10 +69,10 @@ class _Found(Exception):
 
 
 def _check(t: Optional[Tensor], kind: str, node_id: str, name: str, what: str,
-           step: Optional[int] = None) -> Optional[NonFiniteSite]:
+           step: Optional[int] = None, nan_only: bool = False) -> Optional[NonFiniteSite]:
     if t is None or not torch.is_tensor(t) or not t.is_floating_point():
         return None
-    bad = ~torch.isfinite(t.detach())
+    bad = torch.isnan(t.detach()) if nan_only else ~torch.isfinite(t.detach())
     count = int(bad.sum())
     if count == 0:
         return None
@@ -103,9 +105,18 @@ def _modules(model: Any) -> Iterator[tuple[str, str, torch.nn.Module]]:
             yield "projection", proj, module
 
 
-def _tensors(module: torch.nn.Module) -> Iterator[tuple[str, Tensor]]:
-    yield from module.named_parameters(recurse=False)
-    yield from module.named_buffers(recurse=False)
+#: Projection buffers that describe constraints, not values (bounds are +-inf where unbounded).
+_CONSTRAINT_BUFFERS = frozenset({"sign", "mask", "low", "high"})
+
+
+def _tensors(module: torch.nn.Module) -> Iterator[tuple[str, Tensor, bool]]:
+    """(name, tensor, nan_only): learnable parameters must be finite; fixed buffers must not be NaN
+    (a fixed parameter may be infinite on purpose, e.g. an unbounded limit)."""
+    for name, p in module.named_parameters(recurse=False):
+        yield name, p, False
+    for name, b in module.named_buffers(recurse=False):
+        if name not in _CONSTRAINT_BUFFERS:
+            yield name, b, True
 
 
 def _input_site(model: Any, inputs: Any) -> Optional[NonFiniteSite]:
@@ -180,8 +191,8 @@ def find_nonfinite(model: Any, inputs: Any = None) -> Optional[NonFiniteSite]:
             return site
     modules = list(_modules(model))
     for kind, node_id, module in modules:
-        for name, t in _tensors(module):
-            site = _check(t, kind, node_id, name, "value")
+        for name, t, nan_only in _tensors(module):
+            site = _check(t, kind, node_id, name, "value", nan_only=nan_only)
             if site is not None:
                 return site
     for kind, node_id, module in modules:

@@ -469,6 +469,7 @@ class Trainer:
             loss, outputs = float(result.loss), result.outputs
         except FloatingPointError:
             loss, outputs = float("nan"), None  # the algorithm refused the optimiser step
+        self.nonfinite_inputs = None if math.isfinite(loss) else x  # for the NaN guard (StopOnNonFinite)
         self.iteration += 1
         if self.scheduler is not None and self.scheduler_interval == "iteration":
             self.scheduler.step()
