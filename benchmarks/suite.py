@@ -27,8 +27,13 @@ Sections:
 * **Compile time**: ``ntgraph.compile`` of a graph of 1000 small LIF
   populations (a chain plus random forward projections).
 
-Output: a markdown table on stdout, written to ``<out>/<date>-<host>.md``, and
-the same numbers in ``<out>/<date>-<host>.json``.
+``--quick`` (1 warm-up, 3 repeats, only (100, 64, 128), e-prop memory at T=100
+and 1000) took about 5 minutes on a loaded 2-core machine; the default full mode (2
+warm-ups, 7 repeats, all configurations, T up to 10000) much longer.
+``--configs``, ``--sections`` and ``--only`` select parts.
+
+Output: a markdown table on stdout, written to ``<out>/<date>-<host><suffix>.md``,
+and the same numbers in ``<out>/<date>-<host><suffix>.json``.
 """
 
 from __future__ import annotations
@@ -36,7 +41,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import math
 import os
 import platform
 import resource
@@ -272,18 +276,17 @@ def build_spikingjelly(H: int, recurrent: bool):
 
 def build_sinabs(H: int, recurrent: bool):
     import sinabs.layers as sl
-    import torch
+    from sinabs.activation import MembraneReset, SingleSpike
     from torch import nn
 
     class Net(nn.Module):
-        # sinabs layers take batch-first [B, T, N]; tau in seconds-free units of steps
+        # sinabs layers take batch-first [B, T, N]; tau in steps (a = exp(-1/tau); norm_input scales the input by 1-a)
         def __init__(self) -> None:
             super().__init__()
             tau = TAU_MEM / DT
             self.fc1 = nn.Linear(N_IN, H, bias=False)
             kw = dict(tau_mem=tau, spike_threshold=1.0, norm_input=True,
-                      spike_fn=__import__("sinabs.activation", fromlist=["SingleSpike"]).SingleSpike,
-                      reset_fn=__import__("sinabs.activation", fromlist=["MembraneReset"]).MembraneReset())
+                      spike_fn=SingleSpike, reset_fn=MembraneReset())
             if recurrent:
                 self.lif = sl.LIFRecurrent(rec_connect=nn.Linear(H, H, bias=False), **kw)
             else:
@@ -328,9 +331,10 @@ def job_shd(spec: dict) -> dict:
             with torch.no_grad():
                 model(x)
 
-    y = model(x)
-    if tuple(y.shape) != (T, B, N_OUT):
-        raise RuntimeError(f"{spec['impl']}: readout shape {tuple(y.shape)}, expected {(T, B, N_OUT)}")
+    with torch.no_grad():
+        y = model(x[:2])
+    if tuple(y.shape) != (2, B, N_OUT):
+        raise RuntimeError(f"{spec['impl']}: readout shape {tuple(y.shape)}, expected {(2, B, N_OUT)}")
     del y
     times = _timed(step, spec["warmup"], spec["repeats"])
     return {"median_s": statistics.median(times), "min_s": min(times), "times_s": times,
@@ -503,11 +507,18 @@ def _fmt_ms(s: Optional[float]) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="fewer repeats; e-prop memory at T=100, 1000 only")
-    mode.add_argument("--full", action="store_true", help="more repeats; e-prop memory up to T=10000 (default)")
+    mode.add_argument("--quick", action="store_true",
+                      help="1 warm-up + 3 repeats, only (T,B,H)=(100,64,128), e-prop memory at T=100, 1000 only")
+    mode.add_argument("--full", action="store_true", help="2 warm-up + 7 repeats, all three configurations, e-prop memory up to T=10000 (default)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for every implementation")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder for the .md and .json")
     parser.add_argument("--only", default=None, help="comma-separated implementations to run (default: all available)")
+    parser.add_argument("--configs", default=None,
+                        help="SHD configurations TxBxH, comma-separated (default: 100x64x128 with --quick, all three "
+                             "otherwise), e.g. 100x64x512,250x32x256")
+    parser.add_argument("--sections", default="shd,eprop,compile",
+                        help="comma-separated sections to run: shd, eprop, compile (default: all)")
+    parser.add_argument("--suffix", default="", help="appended to the result files' stem <date>-<host>")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per subprocess")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -516,7 +527,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
 
     quick = bool(args.quick)
-    warmup, repeats = (1, 3) if quick else (3, 11)
+    warmup, repeats = (1, 3) if quick else (2, 7)
+    configs = SHD_CONFIGS[:1] if quick else SHD_CONFIGS
+    if args.configs:
+        configs = [tuple(int(v) for v in c.split("x")) for c in args.configs.split(",")]
     eprop_T = [100, 1000] if quick else [100, 1000, 10000]
     machine = machine_info(args.threads)
     impls = available_impls()
@@ -537,7 +551,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     gflops = gemm.get("gflops")
 
     shd: list[dict] = []
-    for (T, B, H) in SHD_CONFIGS:
+    sections = set(args.sections.split(","))
+    for (T, B, H) in (configs if "shd" in sections else []):
         for recurrent in (True, False):
             for run_mode in ("train", "infer"):
                 for impl in runnable:
@@ -545,8 +560,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                             "mode": run_mode, "warmup": warmup, "repeats": repeats}
                     log(f"{impl} {run_mode} {'rec' if recurrent else 'ff'} T={T} B={B} H={H}")
                     res = run_job(spec, args.timeout)
-                    if "error" in res:
-                        log(f"  error: {res['error']}")
+                    log(f"  error: {res['error']}" if "error" in res else f"  {res['median_s'] * 1e3:.1f} ms")
                     shd.append({k: spec[k] for k in ("impl", "T", "B", "H", "recurrent", "mode")} | res)
 
     # ratios against the fastest peer, and distance from the matmul limit
@@ -563,7 +577,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             row["x_limit"] = row["median_s"] / row["matmul_limit_s"] if row["matmul_limit_s"] else None
 
     eprop: list[dict] = []
-    if "ntgraph" in runnable:
+    if "ntgraph" in runnable and "eprop" in sections:
         for T in eprop_T:
             for algo in ("bptt", "eprop"):
                 log(f"{algo} memory T={T}")
@@ -573,7 +587,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 eprop.append({"algo": algo, "T": T, "B": 16, "H": 128} | res)
 
     compile_res: dict = {}
-    if "ntgraph" in runnable:
+    if "ntgraph" in runnable and "compile" in sections:
         log("compile 1000 populations")
         compile_res = run_job({**base, "job": "compile", "populations": 1000, "size": 16,
                                "repeats": 1 if quick else 3}, args.timeout)
@@ -584,7 +598,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(md)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d')}-{machine['host']}"
+    stem = f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d')}-{machine['host']}{args.suffix}"
     from ntgraph._atomic import atomic_write
 
     with atomic_write(out / f"{stem}.md", "w") as fh:
@@ -605,6 +619,11 @@ def render(res: dict) -> str:
                  f"{k} {v['version']}" if "version" in v else f"{k} (skipped: {v['skipped']})"
                  for k, v in res["implementations"].items()) + ".", "",
              f"Medians of {res['repeats']} timed repeats after {res['warmup']} warm-up; each row a fresh subprocess.", ""]
+    load = m.get("load_average_at_start")
+    if load and load[0] > 0.5 * (m["logical_cores"] or 1):
+        lines += [f"**The machine was loaded** (1-minute load average {load[0]} on {m['logical_cores']} cores at the "
+                  "start; it is shared with other jobs): absolute times are inflated and noisy, and even ratios "
+                  "within a row group can be off; compare only runs made under the same conditions.", ""]
     g = res["gemm"]
     if "gflops" in g:
         lines += [f"Sustained GEMM rate (torch.mm {g['n']}x{g['n']} float32, median): **{g['gflops']:.1f} GFLOP/s** "

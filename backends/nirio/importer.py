@@ -41,6 +41,8 @@ from __future__ import annotations
 import copy
 import os
 import pathlib
+import signal
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
@@ -106,6 +108,10 @@ def _numpy_copy(graph: nir.NIRGraph) -> nir.NIRGraph:
 
 #: Largest array (bytes) one dataset of a ``.nir`` file may declare, and all of them together.
 MAX_DATASET_BYTES = 2 * 1024**3
+#: Time the forked child may take to read a ``.nir`` file's datasets: this many seconds plus
+#: the file's size at :data:`_PROBE_BYTES_PER_S` (libhdf5 loops forever on some corrupt files).
+_PROBE_TIMEOUT_S = 10.0
+_PROBE_BYTES_PER_S = 50e6
 
 
 def _probe_in_child(path: pathlib.Path) -> Optional[int]:
@@ -134,19 +140,24 @@ def _probe_in_child(path: pathlib.Path) -> Optional[int]:
         except BaseException:  # noqa: BLE001 - the parent reports errors itself
             code = 1
         os._exit(code)
-    while True:
+    limit = _PROBE_TIMEOUT_S + path.stat().st_size / _PROBE_BYTES_PER_S
+    deadline = time.monotonic() + limit
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            if time.monotonic() > deadline:
+                raise FileFormatError(f"{path}: not a NIR file: reading its HDF5 structure did not finish within "
+                                      f"{limit:.0f} s (corrupt, or far too large)")
+            time.sleep(0.002)
+    except BaseException:  # a time limit, an interrupt: do not leave the child behind
         try:
-            _, status = os.waitpid(pid, 0)
-            return os.waitstatus_to_exitcode(status)
-        except InterruptedError:  # pragma: no cover
-            continue
-        except BaseException:  # the caller is interrupted (e.g. a time limit): do not leave the child behind
-            try:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
-            raise
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+        raise
 
 
 def _check_hdf5(path: pathlib.Path) -> None:
@@ -156,6 +167,12 @@ def _check_hdf5(path: pathlib.Path) -> None:
     """
     import h5py  # a dependency of nir
 
+    try:
+        is_hdf5 = h5py.is_hdf5(str(path))  # reads the superblock signature only
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise FileFormatError(f"{path}: not a NIR file (cannot be read as HDF5): {exc}") from exc
+    if not is_hdf5:
+        raise FileFormatError(f"{path}: not a NIR file (not an HDF5 file: no HDF5 signature)")
     status = _probe_in_child(path)
     if status is not None and status < 0:
         raise FileFormatError(f"{path}: not a NIR file: a corrupt HDF5 structure crashed the HDF5 library "

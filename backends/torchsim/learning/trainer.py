@@ -212,6 +212,7 @@ class Trainer:
         self._pending_position: Optional[dict] = None
         self._bar: Any = None
         self._prepared = False
+        self.nonfinite_inputs: Any = None  # the inputs of the last batch whose loss was not finite (NaN guard)
 
     # ------------------------------------------------------------------ small helpers
     @property
