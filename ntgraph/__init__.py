@@ -24,10 +24,12 @@ from .errors import (
     FileFormatError,
     NtgraphError,
     ShapeError,
+    TrainingInterrupted,
     UnsupportedNodeError,
     ValidationError,
 )
 from .graph import Graph
+from .memory import MemoryReport, estimate_memory
 from .ir import Dense, Input, OneToOne, Output, Population, Projection, Sparse
 from .models import ALIF, IF, LI, LIF, CubaLIF, NeuronModel, RateUnit, WilsonCowan
 from .validate import validate
@@ -54,6 +56,8 @@ __all__ = [
     "compile",
     "simulate",
     "train",
+    "estimate_memory",
+    "MemoryReport",
     "CompileOptions",
     "validate",
     "save",
@@ -87,5 +91,6 @@ __all__ = [
     "FileFormatError",
     "UnsupportedNodeError",
     "BackendNotFoundError",
+    "TrainingInterrupted",
     "__version__",
 ]

@@ -21,7 +21,12 @@ __all__ = ["IRData", "frozen_array", "values_equal", "param"]
 
 def frozen_array(value: Any, dtype: Any = np.float64) -> np.ndarray:
     """Return a read-only, C-contiguous copy of ``value`` as an array of ``dtype``."""
-    arr = np.array(value, dtype=dtype, copy=True, order="C")
+    try:
+        arr = np.array(value, dtype=dtype, copy=True, order="C")
+    except (TypeError, ValueError) as exc:
+        from .errors import ValidationError
+
+        raise ValidationError(f"expected an array of numbers ({np.dtype(dtype).name}), got {value!r:.60} ({exc})") from None
     arr.setflags(write=False)
     return arr
 

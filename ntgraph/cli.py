@@ -2,6 +2,8 @@
 
 Every error ntgraph raises is printed as ``error: <message>`` with exit status 2;
 ``compare --min-agreement`` exits with status 3 when a simulator agrees less;
+Ctrl-C exits with status 130 (during ``demo`` training, after saving a
+checkpoint that ``demo --resume`` continues from);
 files are written atomically.
 """
 
@@ -17,7 +19,7 @@ import numpy as np
 from . import __version__
 from ._atomic import atomic_write
 from .compiler import simulate
-from .errors import FileFormatError, NtgraphError, ValidationError
+from .errors import FileFormatError, NtgraphError, TrainingInterrupted, ValidationError
 from .graph import Graph
 from .passes import default_pipeline
 from .registry import get_backend, get_importer
@@ -237,7 +239,8 @@ def _demo_training(args: argparse.Namespace, outdir: Path) -> None:
     classifier = build_classifier(seed=args.seed)
     data = digits_task(seed=args.seed)
     trained, metrics = train(classifier, data, dt=1e-3, epochs=args.epochs, batch_size=32, lr=1e-2,
-                             seed=args.seed, progress=not args.no_progress)
+                             seed=args.seed, progress=not args.no_progress,
+                             checkpoint_dir=outdir / "checkpoints", resume=args.resume)
     print(f"  test accuracy     {metrics['test_accuracy']:.3f}  (chance 0.100)")
     path = save(trained, outdir / "classifier.ntg")
     print(f"wrote the trained network to {path}")
@@ -264,6 +267,7 @@ def _demo_comparison(trained: Graph, data: object, outdir: Path) -> None:
 
 #: Exit status of ``ntgraph compare`` when a simulator agrees less than ``--min-agreement``.
 EXIT_BELOW_AGREEMENT = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a Ctrl-C
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -350,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=10, help="training epochs of the digits classifier (0: skip training)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the training from the newest checkpoint in OUT/checkpoints (after Ctrl-C or a crash)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("compare", help="run one network on several simulators and report how far each is from the reference")
@@ -389,6 +395,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except NtgraphError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as exc:
+        where = (f"checkpoint saved to {exc.path}; run the same command with --resume to continue"
+                 if exc.path is not None else "no checkpoint was saved")
+        print(f"interrupted after training iteration {exc.iteration}: {where}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

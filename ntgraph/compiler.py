@@ -11,7 +11,7 @@ from .errors import ValidationError
 from .graph import Graph
 from .passes import Pipeline, default_pipeline
 from .registry import get_backend
-from .validate import check_options, validate
+from .validate import check_inputs, check_options, check_train_args, validate
 
 __all__ = ["CompileOptions", "compile", "prepare", "simulate", "train"]
 
@@ -95,11 +95,14 @@ def simulate(
                 f"inputs: the graph has {len(graph.inputs)} Inputs {graph.inputs}; pass a dict of arrays by name"
             )
         inputs = {graph.inputs[0]: inputs}
+    if isinstance(record, str):
+        record = [record]
     options = CompileOptions(dt=dt, discretization=discretization, timing=timing, extra=dict(backend_options))
     backend = get_backend(target)
     if not hasattr(backend, "simulate"):
         raise ValidationError(f"target {target!r}: this backend cannot simulate (it only exports)")
     prepared = prepare(graph, options)
+    check_inputs(prepared, inputs)
     return backend.simulate(prepared, options, dict(inputs), list(record))
 
 
@@ -119,6 +122,8 @@ def train(
     algorithm: str = "bptt",
     seed: int = 0,
     progress: bool = True,
+    checkpoint_dir: Any = None,
+    resume: bool = False,
     **backend_options: Any,
 ) -> tuple[Graph, dict[str, float]]:
     """Train ``graph`` on ``data`` with a backend that can learn; return the trained graph and test metrics.
@@ -128,6 +133,9 @@ def train(
     (default: the graph's only Output).  The trained values come back as a new
     IR graph, from which every export starts.  For full control use the
     backend's own trainer (``backends.torchsim.learning.Trainer``).
+    ``checkpoint_dir``: where the trainer writes ``last.pt``/``best.pt`` (Ctrl-C
+    saves there too, raising :class:`~ntgraph.errors.TrainingInterrupted`);
+    ``resume=True`` continues from the newest checkpoint in it.
     """
     if dt is None:
         raise ValidationError("train option dt: required (the time step in seconds, e.g. dt=1e-3)")
@@ -135,9 +143,19 @@ def train(
         if len(graph.outputs) != 1:
             raise ValidationError(f"train output: the graph has Outputs {graph.outputs}; name the one the loss reads")
         output = graph.outputs[0]
+    elif output not in graph.outputs:
+        raise ValidationError(f"train output: expected one of the graph's Outputs {graph.outputs}, got {output!r}")
+    missing = [s for s in ("train", "val", "test") if not hasattr(data, s)]
+    if missing:
+        raise ValidationError(
+            f"train data: expected an ntgraph.data.Splits with train, val and test datasets, got {type(data).__name__} "
+            f"(no {', '.join(missing)})"
+        )
+    check_train_args(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, task=task, algorithm=algorithm)
     options = CompileOptions(dt=dt, discretization=discretization, timing=timing, extra=dict(backend_options))
     backend = get_backend(target)
     if not hasattr(backend, "train"):
         raise ValidationError(f"target {target!r}: this backend cannot train")
     return backend.train(prepare(graph, options), options, data, output=output, task=task, epochs=epochs,
-                         batch_size=batch_size, lr=lr, algorithm=algorithm, seed=seed, progress=progress)
+                         batch_size=batch_size, lr=lr, algorithm=algorithm, seed=seed, progress=progress,
+                         **({} if checkpoint_dir is None else {"checkpoint_dir": checkpoint_dir, "resume": resume}))

@@ -56,8 +56,27 @@ def _positive(fn: str, name: str, value: Any) -> float:
     return float(value)
 
 
+def _dtype(fn: str, dtype: Any) -> np.dtype:
+    """The output dtype of an encoder: a numeric numpy dtype."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.kind not in "biuf":
+        raise ValidationError(f"{fn} dtype: expected a numeric numpy dtype such as float32, got {dtype!r}")
+    return dt
+
+
+def _float_array(fn: str, name: str, value: Any) -> np.ndarray:
+    """``value`` as a float64 array; a ValidationError naming ``fn`` and ``name`` if it holds no numbers."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{fn} {name}: expected an array of real numbers, got {value!r:.60} ({exc})") from None
+
+
 def _unit_interval(fn: str, x: ArrayLike) -> np.ndarray:
-    arr = np.asarray(x, dtype=np.float64)
+    arr = _float_array(fn, "x", x)
     bad = ~np.isfinite(arr) | (arr < 0.0) | (arr > 1.0)
     if np.any(bad):
         k = int(np.argmax(bad.ravel()))
@@ -91,6 +110,7 @@ def rate_encode(
     (the same seed gives the same spikes); ``None`` is not reproducible.
     """
     fn = "rate_encode"
+    dtype = _dtype(fn, dtype)
     steps = _steps(steps, fn)
     max_rate_hz = _positive(fn, "max_rate_hz", max_rate_hz)
     dt = _positive(fn, "dt", dt)
@@ -142,6 +162,7 @@ def latency_encode(
     per channel, in ``dtype``.
     """
     fn = "latency_encode"
+    dtype = _dtype(fn, dtype)
     steps = _steps(steps, fn)
     if method not in LATENCY_METHODS:
         raise ValidationError(f"{fn} method: expected one of {LATENCY_METHODS}, got {method!r}")
@@ -207,19 +228,20 @@ def lif_current_encode(
     the membrane potential after reset, float64 ``[steps, *x.shape]``.
     """
     fn = "lif_current_encode"
+    dtype = _dtype(fn, dtype)
     steps = _steps(steps, fn)
     dt = _positive(fn, "dt", dt)
     if reset not in RESET_MODES:
         raise ValidationError(f"{fn} reset: expected one of {RESET_MODES}, got {reset!r}")
     if discretization not in ("euler", "exact"):
         raise ValidationError(f"{fn} discretization: expected 'euler' or 'exact', got {discretization!r}")
-    current_in = np.asarray(x, dtype=np.float64)
+    current_in = _float_array(fn, "x", x)
     if not np.all(np.isfinite(current_in)):
         raise ValidationError(f"{fn} x: expected finite values")
     params = {}
     for name, value in (("tau_mem", tau_mem), ("v_th", v_th), ("gain", gain), ("v_leak", v_leak),
                         ("v_reset", v_reset), ("r", r)):
-        arr = np.asarray(value, dtype=np.float64)
+        arr = _float_array(fn, name, value)
         if not np.all(np.isfinite(arr)):
             raise ValidationError(f"{fn} {name}: expected finite values, got {value!r}")
         try:

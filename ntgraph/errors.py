@@ -20,6 +20,7 @@ __all__ = [
     "UnsupportedNodeError",
     "BackendNotFoundError",
     "MissingDependencyError",
+    "TrainingInterrupted",
 ]
 
 
@@ -58,3 +59,20 @@ class BackendNotFoundError(NtgraphError, LookupError):
 class MissingDependencyError(NtgraphError, ImportError):
     """An optional dependency is not installed; the message names the extra to install
     (e.g. ``pip install 'ntgraph[data]'``)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on Ctrl-C (SIGINT) at a safe point, after saving a checkpoint.
+
+    A :class:`KeyboardInterrupt`, not an :class:`NtgraphError`: nothing is wrong,
+    and code that does not handle it ends as on any Ctrl-C (``except Exception``
+    does not swallow it).  ``path`` is the checkpoint written (None when the
+    trainer has no checkpoint directory: its in-memory state is then consistent
+    and another ``fit`` continues), ``epoch`` and ``iteration`` the counters saved.
+    """
+
+    def __init__(self, message: str, path: object = None, epoch: int = 0, iteration: int = 0) -> None:
+        super().__init__(message)
+        self.path = path
+        self.epoch = epoch
+        self.iteration = iteration

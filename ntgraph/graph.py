@@ -40,6 +40,13 @@ def _node_error(kind: str, node_id: str, exc: ValidationError) -> ValidationErro
     return type(exc)(f"{kind} '{node_id}': {exc}")
 
 
+def _check_payload(node_id: str, payload: Node) -> None:
+    """The payload-only checks of :func:`ntgraph.validate.check_node` (finite arrays, parameter signs)."""
+    from .validate import check_node  # validate imports this module
+
+    check_node(node_id, payload)
+
+
 def _bounds(bounds: Any) -> C.WeightBounds:
     """``bounds=(low, high)`` of the builder as a :class:`~ntgraph.constraints.WeightBounds`."""
     if np.ndim(bounds) != 1 or len(bounds) != 2:
@@ -251,6 +258,7 @@ class Graph:
             payload = Population(model=model, size=size, constraints=self._dale(size, excitatory), learnable=tuple(learnable))
         except ValidationError as exc:
             raise _node_error("Population", name, exc) from None
+        _check_payload(name, payload)  # tau <= 0, NaN thresholds: fail here, not at compile time
         return self.add(name, payload)
 
     def output(self, name: str, source: str) -> str:
@@ -465,6 +473,7 @@ class Graph:
             payload = payload.replace(delay=delay)
         except ValidationError as exc:
             raise _node_error(payload.kind, node_id, exc) from None
+        _check_payload(node_id, payload)  # NaN/inf weights or biases: fail here, before the constraint map
         n_pre, n_post = self.node_size(source), self.node_size(target)
         if (payload.n_post, payload.n_pre) != (n_post, n_pre):
             raise ShapeError(

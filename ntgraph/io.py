@@ -51,6 +51,7 @@ import networkx as nx
 import numpy as np
 
 from ._atomic import atomic_write
+from ._paths import as_path, check_write_path
 from .constraints import CONSTRAINT_TYPES
 from .errors import FileFormatError, UnsupportedNodeError, ValidationError
 from .graph import Graph
@@ -196,8 +197,8 @@ def save(graph: Graph, path: PathLike) -> pathlib.Path:
     (an object array, an array over :data:`MAX_MEMBER_BYTES`), naming the node.
     """
     if not isinstance(graph, Graph):
-        raise TypeError(f"ntgraph.io.save: expected a Graph, got {type(graph).__name__}")
-    dest = pathlib.Path(path)
+        raise ValidationError(f"ntgraph.io.save graph: expected a Graph, got {type(graph).__name__}")
+    dest = check_write_path(path, "ntgraph.io.save")
     encoder = _Encoder()
     manifest = {
         "format": FORMAT_NAME,
@@ -467,7 +468,7 @@ def load(path: PathLike) -> Graph:
     zip, truncated, foreign content), a newer format version, an unknown type,
     a missing or corrupt array member, or a payload that fails validation.
     """
-    src = pathlib.Path(path)
+    src = as_path(path, "ntgraph.io.load")
     with _open_archive(src) as zf:
         manifest = _read_manifest(zf, src)
         name, seed, node_entries, edge_entries = _graph_entries(manifest.get("graph"), src)

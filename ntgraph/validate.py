@@ -10,7 +10,7 @@ expected.  It never uses ``assert``.  Options are checked by
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import networkx as nx
 import numpy as np
@@ -21,7 +21,8 @@ from .graph import Graph
 from .ir import Input, Node, Output, Population, Projection
 from .models import NeuronModel
 
-__all__ = ["validate", "check_options", "check_node", "find_instant_cycle", "DISCRETIZATIONS", "TIMINGS"]
+__all__ = ["validate", "check_options", "check_node", "check_inputs", "check_train_args", "find_instant_cycle",
+           "DISCRETIZATIONS", "TIMINGS"]
 
 DISCRETIZATIONS = ("euler", "exact")
 TIMINGS = ("sync", "pipelined")
@@ -170,3 +171,67 @@ def find_instant_cycle(graph: Graph) -> Optional[list[str]]:
     except nx.NetworkXNoCycle:
         return None
     return [u for u, _ in edges]
+
+
+def check_inputs(graph: Graph, inputs: Mapping[str, Any]) -> None:
+    """Check run-time inputs of :func:`ntgraph.simulate`: one real, finite ``[T, batch, size]`` array per Input.
+
+    Arrays that numpy cannot read without a copy from a device (e.g. CUDA
+    tensors) are checked for names and shape only.
+    """
+    if not isinstance(inputs, Mapping):
+        raise ValidationError(f"inputs: expected a dict of arrays by Input name, got {type(inputs).__name__}")
+    unknown = sorted(set(inputs) - set(graph.inputs))
+    missing = [i for i in graph.inputs if i not in inputs]
+    if unknown or missing:
+        raise ValidationError(
+            f"inputs: expected arrays for {graph.inputs}, got names {sorted(map(str, inputs))}"
+            + (f" (unknown: {unknown})" if unknown else "") + (f" (missing: {missing})" if missing else "")
+        )
+    first: Optional[tuple] = None
+    for name in graph.inputs:
+        x = inputs[name]
+        size = graph.node_size(name)
+        try:
+            arr = np.asarray(x)
+        except (TypeError, ValueError, RuntimeError):  # a device tensor: shape only
+            arr = None
+        shape = tuple(arr.shape if arr is not None else getattr(x, "shape", ()))
+        if arr is not None and arr.dtype.kind not in "biuf":
+            raise ValidationError(
+                f"Input '{name}': expected real numbers (bool, int or float), got an array of dtype {arr.dtype}"
+            )
+        if len(shape) != 3 or shape[-1] != size or shape[0] < 1 or shape[1] < 1:
+            raise ShapeError(
+                f"Input '{name}': expected a tensor of shape [T, batch, {size}] (T >= 1, batch >= 1), got shape {shape}"
+            )
+        if first is None:
+            first = shape[:2]
+        elif shape[:2] != first:
+            raise ShapeError(f"Input '{name}': has (T, batch) = {shape[:2]}, expected {first} like the other inputs")
+        if arr is not None and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            bad = np.argwhere(~np.isfinite(arr))[0]
+            raise ValidationError(
+                f"Input '{name}': expected finite values, got {arr[tuple(bad)]} at [t, batch, channel] = {tuple(int(i) for i in bad)}"
+            )
+
+
+def _check_number(fn: str, name: str, value: Any, *, integer: bool, minimum: float, strict: bool = False) -> None:
+    ok_type = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, ok_type) or not math.isfinite(float(value)) \
+            or (value <= minimum if strict else value < minimum):
+        kind = "an integer" if integer else "a finite number"
+        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+        raise ValidationError(f"{fn} {name}: expected {kind} {bound}, got {value!r}")
+
+
+def check_train_args(*, epochs: Any, batch_size: Any, lr: Any, seed: Any, task: Any, algorithm: Any) -> None:
+    """Check the arguments of :func:`ntgraph.train` that do not depend on the backend."""
+    _check_number("train", "epochs", epochs, integer=True, minimum=1)
+    _check_number("train", "batch_size", batch_size, integer=True, minimum=1)
+    _check_number("train", "lr", lr, integer=False, minimum=0.0, strict=True)
+    _check_number("train", "seed", seed, integer=True, minimum=0)
+    if task not in ("classification", "regression"):
+        raise ValidationError(f"train task: expected 'classification' or 'regression', got {task!r}")
+    if not isinstance(algorithm, str):
+        raise ValidationError(f"train algorithm: expected 'bptt', 'tbptt:K' or 'eprop', got {algorithm!r}")

@@ -54,9 +54,56 @@ def smoke_reconstruct_teacher():
     print(result)
 
 
-SMOKE = {"balanced_ei_network": smoke_balanced, "wilson_cowan_network": smoke_wilson_cowan,
+def smoke_train_distributed():
+    result = load("train_distributed").smoke()  # 2 ranks under torchrun
+    assert result["world_size"] == 2 and result["epochs"] == 2 and result["replicas_identical"]
+    assert result["checkpoints"] == ["best.pt", "last.pt"]
+    assert result["gradients"] == "allreduce" and result["last_loss"] < 10.0
+
+
+def smoke_reconstruct_activity():
+    import numpy as np
+    import torch
+
+    import ntgraph as ntg
+
+    module = load("reconstruct_activity")
+    summary = module.main(["--smoke"])
+    assert len(summary["results"]) == 8  # {bold, teacher} x {wc, snn} x {bptt, eprop}
+    assert all(np.isfinite(r["test_pvar"]) and np.isfinite(r["test_pvar_segment"]) for r in summary["results"])
+    assert summary["datasets"]["bold"]["n_regions"] == 94
+    # the Wilson-Cowan e-prop traces give the exact gradient of the teacher-forced loss (checked against autograd)
+    model = ntg.compile(module.wc_graph(6, 0, teacher_forced=True), "torch", dt=module.DT).double()
+    rng = np.random.default_rng(1)
+    x, y = (torch.as_tensor(rng.uniform(0.2, 0.8, (12, 3, 6))) for _ in range(2))
+    loss = module.wc_eprop_gradients(model, x, y)
+    eprop = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    out = model(x, state=module._start_state(model, "units", x[0]))["y"]
+    reference = torch.mean((out - y) ** 2)
+    reference.backward()
+    assert abs(loss - reference.item()) < 1e-12
+    for got, want in zip(eprop, (p.grad for p in model.parameters())):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-15)
+
+
+def smoke_train_once_run_everywhere():
+    summary = load("train_once_run_everywhere").main(["--smoke"])
+    rows = {(t, r["simulator"]): r for t, rs in summary["reports"].items() for r in rs}
+    reference = rows["sync", "torch"]["accuracy"]
+    for key in (("sync", "onnx"), ("sync", "brian2"), ("pipelined", "torch"), ("pipelined", "brian2")):
+        assert rows[key]["status"] in ("ok", "reference") and rows[key]["accuracy"] == reference, key
+        assert key[1] == "torch" or rows[key]["agreement"] == 1.0, key
+    assert summary["exported"]["onnx file (onnxruntime)"] == reference
+    assert summary["exported"]["nir file read back (torch)"] == reference
+
+
+SMOKE = {"reconstruct_activity": smoke_reconstruct_activity,
+         "train_once_run_everywhere": smoke_train_once_run_everywhere,
+         "balanced_ei_network": smoke_balanced, "wilson_cowan_network": smoke_wilson_cowan,
          "train_in_own_loop": smoke_train_in_own_loop, "train_randman": smoke_train_randman,
-         "train_mnist5k": smoke_train_mnist5k, "reconstruct_teacher": smoke_reconstruct_teacher}
+         "train_mnist5k": smoke_train_mnist5k, "reconstruct_teacher": smoke_reconstruct_teacher,
+         "train_distributed": smoke_train_distributed}
 SLOW = {"train_mnist5k"}
 
 

@@ -61,3 +61,145 @@ def test_long_runs_backpropagate_without_quadratic_buffers():
     x = (torch.rand(2000, 2, 30, generator=torch.Generator().manual_seed(2)) < 0.1).float()
     model(x)["y"].sum().backward()
     assert model.projections["x->h"].weight.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The layered plan with the LIF scan (backends/torchsim/layered.py, scan.py) against the step-by-step reference loop.
+
+from backends.torchsim.layered import plan_groups  # noqa: E402
+from random_graphs import probes, random_graph, random_inputs, spiking_keys  # noqa: E402
+
+LIF_PARAMS = ("tau_mem", "v_th", "v_leak", "v_reset", "r")
+
+
+def run_both(g: ntg.Graph, xs: dict, *, seed: int, **options):
+    """Fast plan and reference loop (plain autograd steps) on the same graph: results and gradients.
+
+    The loss weighs every output and every recordable variable with fixed random weights, so the gradient
+    reaches every parameter and input through every recorded path, the membranes included.
+    """
+    runs = []
+    for fast in (True, False):
+        model = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64, record=probes(g), **options)
+        model.fast = fast
+        if not fast:
+            for dyn in model.populations.values():
+                dyn.capture = True  # the plain autograd step, not the fused one
+        inputs = {k: torch.tensor(v, requires_grad=True) for k, v in xs.items()}
+        result = model(inputs)
+        gen = torch.Generator().manual_seed(seed)
+        values = {**result.outputs, **result.records}
+        loss = sum((torch.randn(v.shape, generator=gen, dtype=torch.float64) * v).sum() for _, v in sorted(values.items()))
+        state = [s for _, states in sorted(result.state.neurons.items()) for s in states]
+        loss = loss + sum(s.sum() for s in state)
+        leaves = dict(model.named_parameters()) | {f"input {k}": v for k, v in inputs.items()}
+        grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+        grads = {k: (g_ if g_ is not None else torch.zeros_like(v)) for (k, v), g_ in zip(leaves.items(), grads)}
+        runs.append((model, values, result.state, grads))
+    return runs
+
+
+def assert_same(g: ntg.Graph, runs, *, atol: float = 1e-6) -> None:
+    (_, fast, fstate, fgrads), (_, ref, rstate, rgrads) = runs
+    assert fast.keys() == ref.keys()
+    for key in spiking_keys(g):
+        assert torch.equal(fast[key], ref[key]), key  # identical spikes
+    for key in fast:
+        torch.testing.assert_close(fast[key], ref[key], atol=1e-9, rtol=1e-9, msg=key)
+    for pop in rstate.neurons:
+        for a, b in zip(fstate.neurons[pop], rstate.neurons[pop]):
+            torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9, msg=pop)
+    for node in rstate.history:
+        for a, b in zip(fstate.history[node], rstate.history[node], strict=True):
+            torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9, msg=node)
+    assert fgrads.keys() == rgrads.keys()
+    for name, grad in rgrads.items():
+        torch.testing.assert_close(fgrads[name], grad, atol=atol, rtol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_layered_plan_equals_the_step_loop_on_random_graphs(seed):
+    rng = np.random.default_rng(1000 + seed)
+    g = random_graph(rng, kinds=["LIF", "LIF", "LIF", "CubaLIF", "LI"] if seed % 3 == 0 else None)
+    xs = random_inputs(rng, g, steps=25, batch=3)
+    runs = run_both(g, xs, seed=seed, surrogate=[FastSigmoid(), ArcTan(), Triangle()][seed % 3],
+                    detach_reset=bool(seed % 2))
+    assert_same(g, runs)
+
+
+def recurrent_lif(reset: str, learnable=(), delay: int = 1, bias: bool = True) -> ntg.Graph:
+    g = ntg.Graph("rec", seed=3)
+    g.input("x", 12)
+    n = 16
+    g.population("h", ntg.LIF(tau_mem=np.linspace(3e-3, 20e-3, n), v_th=np.linspace(0.4, 1.0, n), v_leak=0.05,
+                              v_reset=np.linspace(-0.2, 0.1, n), r=np.linspace(1.0, 3.0, n), reset=reset), n,
+                 learnable=learnable)
+    g.dense("x", "h", scale=1.0)
+    g.dense("h", "h", scale=0.6, delay=delay, bias=np.full(n, 0.1) if bias else None)
+    g.population("o", ntg.LI(tau_mem=5e-3), 4)
+    g.dense("h", "o", delay=2)
+    g.output("y", "o")
+    g.output("s", "h")
+    return g
+
+
+@pytest.mark.parametrize("detach_reset", [True, False], ids=["detached", "attached"])
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+@pytest.mark.parametrize("surrogate", [FastSigmoid(), ArcTan(), Triangle()], ids=["fast_sigmoid", "arctan", "triangle"])
+def test_lif_scan_with_recurrence_and_learnable_parameters(surrogate, reset, detach_reset):
+    g = recurrent_lif(reset, learnable=LIF_PARAMS, delay=1 + (reset == "subtract"))
+    model = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64)
+    assert [grp.kind for grp in plan_groups(model)] == ["lif", "li"]  # the LIF scan runs, with its self-projection
+    rng = np.random.default_rng(7)
+    xs = {"x": (rng.random((40, 5, 12)) < 0.3).astype(np.float64)}
+    runs = run_both(g, xs, seed=1, surrogate=surrogate, detach_reset=detach_reset)
+    assert runs[1][1]["s"].sum() > 20
+    used = [p for p in LIF_PARAMS if p != "v_reset" or reset == "zero"]  # a subtract reset never reads v_reset
+    assert all(runs[1][3][f"populations.h.{p}"].abs().max() > 0 for p in used)
+    assert_same(g, runs)
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_linear_scans_with_learnable_parameters(reset):
+    """CubaLIF (current as a linear scan, then the LIF scan) and LI readouts, every parameter learnable."""
+    g = ntg.Graph("cuba", seed=4)
+    g.input("x", 10)
+    n = 12
+    g.population("c", ntg.CubaLIF(tau_syn=np.linspace(2e-3, 8e-3, n), tau_mem=np.linspace(4e-3, 15e-3, n), v_th=0.6,
+                                  v_leak=0.05, v_reset=-0.1, r=1.5, w_in=np.linspace(1.0, 3.0, n), reset=reset), n,
+                 learnable=("tau_syn", "tau_mem", "v_th", "v_leak", "v_reset", "r", "w_in"))
+    g.population("o", ntg.LI(tau_mem=np.linspace(3e-3, 9e-3, 3), v_leak=0.1, r=2.0), 3,
+                 learnable=("tau_mem", "v_leak", "r"))
+    g.dense("x", "c", scale=1.5)
+    g.dense("c", "o", delay=1)
+    g.output("y", "o")
+    model = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64)
+    assert [grp.kind for grp in plan_groups(model)] == ["cuba", "li"]
+    xs = {"x": (np.random.default_rng(5).random((30, 4, 10)) < 0.4).astype(np.float64)}
+    runs = run_both(g, xs, seed=2, detach_reset=False)
+    assert runs[1][1]["c.spikes"].sum() > 20
+    assert_same(g, runs)
+
+
+def test_state_carries_over_between_fast_runs():
+    """Two fast runs of 20 steps, the second continuing the first's state, equal one reference run of 40 steps."""
+    g = recurrent_lif("zero", delay=2)
+    model = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64, record=["h.v"])
+    x = torch.tensor((np.random.default_rng(3).random((40, 4, 12)) < 0.3).astype(np.float64))
+    model.fast = False
+    whole = model(x)
+    model.fast = True
+    first = model(x[:20])
+    second = model(x[20:], state=first.state)
+    assert torch.equal(torch.cat([first["s"], second["s"]]), whole["s"])
+    torch.testing.assert_close(torch.cat([first["h.v"], second["h.v"]]), whole["h.v"], atol=1e-12, rtol=0)
+    torch.testing.assert_close(torch.cat([first["y"], second["y"]]), whole["y"], atol=1e-12, rtol=1e-12)
+
+
+def test_step_hooks_and_capture_use_the_reference_loop():
+    g = recurrent_lif("zero")
+    model = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64)
+    seen = []
+    x = torch.zeros(5, 2, 12, dtype=torch.float64)
+    model(x, on_step=lambda t, now, neurons, history: seen.append(sorted(now)))
+    assert seen == [["h", "o"]] * 5  # every population stepped together, once per step

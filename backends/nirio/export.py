@@ -235,8 +235,9 @@ def lower(graph: Graph, options: CompileOptions) -> nir.NIRGraph:
 def write(nir_graph: nir.NIRGraph, path: Union[str, pathlib.Path]) -> pathlib.Path:
     """Write ``nir_graph`` to ``path`` with ``nir.write``, atomically (all or nothing)."""
     from ntgraph._atomic import atomic_write
+    from ntgraph._paths import check_write_path
 
-    dest = pathlib.Path(path)
+    dest = check_write_path(path, "NIR export")
     buffer = io.BytesIO()
     nir.write(buffer, nir_graph)
     with atomic_write(dest, "wb") as fh:

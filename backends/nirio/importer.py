@@ -52,6 +52,7 @@ import numpy as np
 
 from ntgraph.compiler import CompileOptions, prepare
 from ntgraph.errors import FileFormatError, NtgraphError, UnsupportedNodeError, ValidationError
+from ntgraph._paths import as_path
 from ntgraph.graph import Graph
 from ntgraph.ir import Dense, Input, OneToOne, Output, Population, Projection, Sparse
 from ntgraph.models import MODEL_TYPES
@@ -201,7 +202,7 @@ def _load(source: SourceLike) -> tuple[nir.NIRGraph, str]:
         return _numpy_copy(source), "nir"
     if isinstance(source, nir.NIRNode):
         raise ValidationError(f"from_nir: expected a NIRGraph or a path, got a single {type(source).__name__} node")
-    path = pathlib.Path(source)
+    path = as_path(source, "from_nir")
     if not path.exists():
         raise FileFormatError(f"{path}: does not exist")
     if not path.is_file():

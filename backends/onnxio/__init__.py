@@ -28,6 +28,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import onnx
 
 from ntgraph._atomic import atomic_write
+from ntgraph._paths import check_write_path
 from ntgraph.compiler import CompileOptions, prepare
 from ntgraph.graph import Graph
 
@@ -53,7 +54,7 @@ PathLike = Union[str, pathlib.Path]
 
 def save_model(model: onnx.ModelProto, path: PathLike) -> pathlib.Path:
     """Write ``model`` to ``path`` atomically (a crash never leaves a half-written file)."""
-    path = pathlib.Path(path)
+    path = check_write_path(path, "ONNX export")
     data = model.SerializeToString()
     with atomic_write(path, "wb") as fh:
         fh.write(data)

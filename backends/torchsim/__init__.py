@@ -8,7 +8,9 @@
 * ``surrogate`` (:class:`~backends.torchsim.surrogates.Surrogate`, default
   :class:`~backends.torchsim.surrogates.FastSigmoid` with slope 25);
 * ``detach_reset`` (bool, default True): no gradient through the reset;
-* ``dtype`` (torch dtype or its name, e.g. ``"float64"``; default float32) and ``device``.
+* ``dtype`` (torch dtype or its name, e.g. ``"float64"``; default float32) and ``device``;
+  ``float16``/``bfloat16`` are checked by :func:`~backends.torchsim.precision.check_low_precision`
+  (``low_precision_tolerance``, default 0.1; see ``docs/precision.md``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ntgraph.registry import LoweringTable
 
 from .module import SimState, SimulationModule, SimulationResult
 from .neurons import DYNAMICS, NeuronDynamics
+from .precision import DEFAULT_TOLERANCE, check_low_precision
 from .projections import DenseProjection, OneToOneProjection, ProjectionModule, SparseProjection
 from .surrogates import ArcTan, FastSigmoid, SuperSpike, Surrogate, Triangle
 
@@ -52,7 +55,7 @@ LOWERINGS.register(OneToOne)(OneToOneProjection)
 LOWERINGS.register(Input, Output)(None)
 
 OPTIONS = {"batch_first": False, "record": (), "surrogate": None, "detach_reset": True, "dtype": None, "device": None,
-           "precision": "float", "quantize": None}
+           "precision": "float", "quantize": None, "low_precision_tolerance": DEFAULT_TOLERANCE}
 
 
 class TorchBackend:
@@ -73,6 +76,7 @@ class TorchBackend:
             raise ValidationError(f"torch backend option surrogate: expected a Surrogate object, got {surrogate!r}")
         precision = extra.pop("precision")
         quantize = extra.pop("quantize")
+        tolerance = extra.pop("low_precision_tolerance")
         if precision == "loihi":
             from .loihi import lower_loihi
 
@@ -86,6 +90,7 @@ class TorchBackend:
             dtype = getattr(torch, dtype, dtype)
         if dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
             raise ValidationError(f"torch backend option dtype: expected a floating torch dtype, got {dtype!r}")
+        check_low_precision(graph, options.dt, options.discretization, dtype, tolerance)  # float16/bfloat16 only
 
         dynamics: dict[str, NeuronDynamics] = {}
         projections: dict[str, ProjectionModule] = {}
@@ -105,13 +110,15 @@ class TorchBackend:
 
     def train(self, graph: Graph, options: CompileOptions, data: Any, *, output: str, task: str = "classification",
               epochs: int = 5, batch_size: int = 32, lr: float = 5e-3, algorithm: str = "bptt", seed: int = 0,
-              progress: bool = True) -> tuple[Graph, dict[str, float]]:
+              progress: bool = True, checkpoint_dir: Any = None, resume: bool = False) -> tuple[Graph, dict[str, float]]:
         """Train on ``data`` (``Splits`` of train/val/test) and return the trained IR graph and test metrics.
 
         ``task``: ``"classification"`` (labels; time-averaged cross-entropy) or
         ``"regression"`` (per-step targets; MSE).  ``algorithm``: ``"bptt"``,
         ``"tbptt:K"`` (window K) or ``"eprop"``.  The backend-neutral entry point
-        is :func:`ntgraph.train`.
+        is :func:`ntgraph.train`.  ``checkpoint_dir``/``resume``: the trainer's
+        checkpoints, and continuing from the newest one (Ctrl-C saves and raises
+        :class:`~ntgraph.errors.TrainingInterrupted`).
         """
         from . import learning as L
 
@@ -130,11 +137,22 @@ class TorchBackend:
         objective = (L.CrossEntropyOverTime(output=output, reduce="mean") if task == "classification"
                      else L.MSE(output=output))
         trainer = L.Trainer(module, objective, optimizer=lambda p: torch.optim.Adam(p, lr=lr), algorithm=algo,
-                            seed=seed, progress=progress)
+                            seed=seed, progress=progress, checkpoint_dir=checkpoint_dir)
+        if resume and checkpoint_dir is not None:
+            trainer.resume(checkpoint_dir)
         history = trainer.fit(data.train, data.val, epochs=epochs, batch_size=batch_size)
         metrics = {f"test_{k}": float(v) for k, v in trainer.evaluate(data.test, batch_size=256).items()}
         metrics["epochs"] = float(len(history))
         return module.to_graph(), metrics
+
+    def estimate_memory(self, graph: Graph, **kwargs: Any) -> tuple[dict[str, int], list[str]]:
+        """Predicted memory of the module ``lower`` would build (``ntgraph.estimate_memory``; see ``memory.py``)."""
+        from .memory import estimate
+
+        unknown = set(kwargs["options"]) - set(OPTIONS)
+        if unknown:
+            raise ValidationError(f"torch backend: unknown option(s) {sorted(unknown)}; expected some of {sorted(OPTIONS)}")
+        return estimate(graph, **kwargs)
 
     def simulate(self, graph: Graph, options: CompileOptions, inputs: dict[str, Any],
                  record: list[str]) -> dict[str, Any]:

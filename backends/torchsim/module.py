@@ -21,6 +21,7 @@ from ntgraph.errors import ShapeError, ValidationError
 from ntgraph.graph import Graph
 from ntgraph.ir import Population
 
+from .layered import plan_groups, run_layered
 from .neurons import NeuronDynamics
 from .projections import ProjectionModule
 
@@ -105,6 +106,10 @@ class SimulationModule(nn.Module):
         self._pop_projs = {p: [e for e in graph.meta(p)["incoming"] if e[1] not in self.input_sizes] for p in self.order}
         self._history_len: dict[str, int] = dict(graph.attrs["history"])
         self.default_record = self._parse_record(record)
+        #: Run group by group with the LIF scan (backends/torchsim/layered.py); False forces the step-by-step
+        #: reference loop.  A per-step hook (``on_step``) or a population with ``capture`` set uses the reference.
+        self.fast = True
+        self._groups = plan_groups(self)
 
     # ------------------------------------------------------------------ helpers
     def _parse_record(self, record: Optional[Sequence[str]]) -> list[tuple[str, str, str]]:
@@ -174,9 +179,12 @@ class SimulationModule(nn.Module):
         tb = None
         for name in self.input_ids:
             x = given[name]
-            x = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
+            try:
+                x = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
+            except (TypeError, ValueError, RuntimeError) as exc:  # strings, objects, ragged lists
+                raise ValidationError(f"Input '{name}': expected an array of real numbers, got {type(x).__name__} ({exc})") from None
             size = self.input_sizes[name]
-            if x.ndim != 3 or x.shape[-1] != size:
+            if x.ndim != 3 or x.shape[-1] != size or 0 in x.shape:
                 raise ShapeError(
                     f"Input '{name}': expected a tensor of shape {layout.replace('size', str(size))}, got shape {tuple(x.shape)}"
                 )
@@ -221,6 +229,15 @@ class SimulationModule(nn.Module):
         state = self.initial_state(batch, first) if state is None else state
         neurons = dict(state.neurons)
         history = {k: list(v) for k, v in state.history.items()}
+
+        if self.fast and on_step is None and not any(d.capture for d in self._dyn.values()):
+            traj, records = run_layered(self, xs, first, steps, batch, probes, neurons, history)
+            outputs = {out_id: traj[src] for out_id, src in self.output_sources.items()}
+            records = {k: records[k] for k, _, _ in probes}
+            if self.batch_first:
+                outputs = {k: v.transpose(0, 1) for k, v in outputs.items()}
+                records = {k: v.transpose(0, 1) for k, v in records.items()}
+            return SimulationResult(outputs, records, SimState(neurons, history))
 
         weights = {p: m.effective_weight() for p, m in self._proj.items()}
         coeffs = {p: d.coefficients() for p, d in self._dyn.items()}

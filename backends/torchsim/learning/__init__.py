@@ -16,7 +16,7 @@ from __future__ import annotations
 from .algorithms import BPTT, TBPTT, Objective, StepResult, total_loss
 from .batches import Batches
 from .callbacks import Callback, EarlyStopping, LambdaCallback, StopAtThreshold, StopOnNonFinite, TimeLimit
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import latest_checkpoint, load_checkpoint, remove_stale_temp_files, save_checkpoint
 from .eprop import AdaptiveFeedback, EProp, RandomFeedback, SymmetricFeedback
 from .history import History
 from .losses import MSE, CrossEntropyOverTime
@@ -60,4 +60,6 @@ __all__ = [
     "LambdaCallback",
     "save_checkpoint",
     "load_checkpoint",
+    "latest_checkpoint",
+    "remove_stale_temp_files",
 ]

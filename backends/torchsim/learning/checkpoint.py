@@ -10,13 +10,20 @@ container of those, so it loads with ``torch.load(weights_only=True)``: no
 pickled code is executed when reading a checkpoint.
 
 Files are written with :func:`ntgraph._atomic.atomic_write`: a crash or an
-error while saving leaves the previous file intact and no temporary file.
+error while saving leaves the previous file intact and no temporary file.  A
+process killed outright (SIGKILL, power loss) in the middle of a write leaves
+its half-written temporary file (``.<name>.<random>.tmp``) next to the intact
+previous checkpoint; :func:`latest_checkpoint` never reads such files and
+:func:`remove_stale_temp_files` deletes them.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
+import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -25,9 +32,15 @@ import numpy as np
 import torch
 
 from ntgraph._atomic import atomic_write
-from ntgraph.errors import FileFormatError
+from ntgraph.errors import FileFormatError, ValidationError
 
-__all__ = ["FORMAT", "VERSION", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state"]
+__all__ = ["FORMAT", "VERSION", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "remove_stale_temp_files",
+           "rng_state", "set_rng_state"]
+
+log = logging.getLogger("ntgraph.training")
+
+#: Temporary files of :func:`ntgraph._atomic.atomic_write` for a ``.pt`` destination.
+_TEMP_NAME = re.compile(r"\..+\.pt\..+\.tmp")
 
 FORMAT = "ntgraph.trainer-checkpoint"
 VERSION = 1
@@ -103,6 +116,8 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu", weights_only: boo
     refuses pickled code; pass ``False`` only for files you trust whose
     scheduler or callback states hold custom objects.
     """
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise ValidationError(f"load_checkpoint path: expected a str or os.PathLike file path, got {type(path).__name__}")
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"checkpoint {path}: no such file")
@@ -122,3 +137,64 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu", weights_only: boo
     if data.get("version") != VERSION:
         raise FileFormatError(f"checkpoint {path}: unsupported version {data.get('version')!r}; expected {VERSION}")
     return data
+
+
+def remove_stale_temp_files(directory: PathLike) -> list[Path]:
+    """Delete the temporary files that writes of ``*.pt`` files killed mid-way left in ``directory``.
+
+    Only names of the form ``.<name>.pt.<random>.tmp`` (those
+    :func:`ntgraph._atomic.atomic_write` creates) are touched; returns the
+    paths removed.  Call it only when no other process is writing checkpoints
+    into ``directory`` (the trainer calls it when a fit starts and on resume).
+    """
+    directory = Path(directory)
+    removed = []
+    if not directory.is_dir():
+        return removed
+    for path in sorted(directory.iterdir()):
+        if _TEMP_NAME.fullmatch(path.name) and path.is_file():
+            try:
+                path.unlink()
+            except OSError:
+                continue
+            log.info("removed %s, the temporary file of a checkpoint write that did not finish", path)
+            removed.append(path)
+    return removed
+
+
+def latest_checkpoint(directory: PathLike, map_location: Any = "cpu",
+                      weights_only: bool = True) -> tuple[Path, dict[str, Any]]:
+    """The newest readable checkpoint in ``directory`` and its contents.
+
+    Every ``*.pt`` file directly in ``directory`` (not hidden, so never a
+    temporary file) is read with :func:`load_checkpoint`; unreadable ones
+    (truncated, corrupt, foreign) are skipped with a :class:`RuntimeWarning`
+    naming the file and the reason.  The newest is the one with the most
+    training iterations, then epochs; on a tie ``last.pt`` wins, then the most
+    recently modified file.  Raises :class:`~ntgraph.errors.FileFormatError`
+    when the directory does not exist or holds no readable checkpoint.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileFormatError(f"checkpoint directory {directory}: no such directory")
+    best: Optional[tuple[tuple[int, int, int, float], Path, dict[str, Any]]] = None
+    skipped = []
+    for path in sorted(directory.glob("*.pt")):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        try:
+            data = load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+            counters = data["counters"]
+            key = (int(counters["iteration"]), int(counters["epoch"]), int(path.name == "last.pt"),
+                   path.stat().st_mtime)
+        except (FileFormatError, KeyError, TypeError, ValueError, OSError) as exc:
+            reason = str(exc) if isinstance(exc, FileFormatError) else f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"skipping checkpoint {path}: {reason}", RuntimeWarning, stacklevel=2)
+            skipped.append(path.name)
+            continue
+        if best is None or key > best[0]:
+            best = (key, path, data)
+    if best is None:
+        detail = f" (unreadable: {', '.join(skipped)})" if skipped else ""
+        raise FileFormatError(f"checkpoint directory {directory}: no readable *.pt checkpoint{detail}")
+    return best[1], best[2]

@@ -32,6 +32,17 @@ scheduler, counters, history, callback and algorithm states, and every random
 state (torch, numpy, Python, the data generator), plus the random state at the
 start of the current pass and how many batches of it were used, so a run
 stopped mid-pass replays the pass's order and continues with the next batch.
+``resume``/``resume_from`` take a file or a checkpoint directory (the newest
+readable ``*.pt`` in it, corrupt ones skipped with a warning).
+
+**Interruptions.** ``checkpoint_every=k`` also writes ``last.pt`` every ``k``
+iterations (with the partial epoch's running means and step count, so a run
+resumed mid-epoch ends its epochs where an uninterrupted one would).  Ctrl-C
+(SIGINT) during :meth:`fit` finishes the current batch, writes ``last.pt`` and
+raises :class:`~ntgraph.errors.TrainingInterrupted` naming it; a second Ctrl-C
+aborts at once (see :mod:`.interrupts`; ``handle_sigint = False`` opts out).
+A run killed outright loses at most the iterations since its last checkpoint:
+writes are atomic, so ``last.pt`` is always the previous complete one.
 """
 
 from __future__ import annotations
@@ -47,13 +58,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ntgraph.errors import ValidationError
+from ntgraph.errors import TrainingInterrupted, ValidationError
 
 from .algorithms import BPTT, total_loss
 from .batches import Batches, is_array_dataset
 from .callbacks import StopOnNonFinite
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (latest_checkpoint, load_checkpoint, remove_stale_temp_files, rng_state, save_checkpoint,
+                         set_rng_state)
 from .history import History
+from .interrupts import SigintGuard
 from .regularizers import prepare_regularizers
 
 __all__ = ["Trainer"]
@@ -124,7 +137,18 @@ class Trainer:
     there is validation data, else ``loss``; ``mode="auto"`` is ``max`` for
     metrics with ``higher_is_better``).  ``grad_clip``: clip the global gradient
     norm before every optimiser step.  ``progress``: a tqdm bar on stderr.
+    ``distributed``: ``True`` or a :class:`~.distributed.Distributed` makes
+    this process one rank of a data-parallel run under ``torchrun``
+    (DistributedDataParallel for BPTT/TBPTT, explicit gradient all-reduce for
+    e-prop; ``batch_size`` is the global batch; rank 0 writes checkpoints; see
+    :mod:`.distributed` and ``docs/distributed.md``).
+    ``checkpoint_every``: also write ``last.pt`` every that many iterations
+    (needs ``checkpoint_dir``).  Set ``handle_sigint = False`` on the trainer
+    (or the class) to leave Ctrl-C to Python's default handling.
     """
+
+    #: Ctrl-C during fit saves a checkpoint at the end of the current batch (see :mod:`.interrupts`).
+    handle_sigint: bool = True
 
     def __init__(
         self,
@@ -142,6 +166,8 @@ class Trainer:
         seed: int = 0,
         progress: bool = True,
         grad_clip: Optional[float] = None,
+        checkpoint_every: Optional[int] = None,
+        distributed: Any = False,
     ) -> None:
         self.model = model
         self.objective = objective
@@ -153,6 +179,12 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ValidationError("Trainer: the model has no learnable parameters (mark weights or parameters learnable)")
+        half = sorted({str(p.dtype).replace("torch.", "") for p in params if p.dtype in (torch.float16, torch.bfloat16)})
+        if half:  # an optimiser step below half an ulp of a weight is lost (docs/precision.md)
+            raise ValidationError(
+                f"Trainer model: learnable parameters in {', '.join(half)}; training needs float32 or float64 "
+                f"(compile with dtype='float32', train, then compile module.to_graph() with dtype='bfloat16' for inference)"
+            )
         if optimizer is None:
             optimizer = torch.optim.Adam(params, lr=1e-3)
         elif not isinstance(optimizer, torch.optim.Optimizer):
@@ -188,6 +220,9 @@ class Trainer:
             callbacks.insert(0, StopOnNonFinite())
         self.callbacks = callbacks
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self.checkpoint_every = _positive_int(checkpoint_every, "Trainer checkpoint_every")
+        if self.checkpoint_every is not None and self.checkpoint_dir is None:
+            raise ValidationError(f"Trainer checkpoint_every={checkpoint_every}: needs checkpoint_dir= to write into")
         self.monitor = monitor
         if mode not in ("auto", "min", "max"):
             raise ValidationError(f"Trainer mode: expected 'auto', 'min' or 'max', got {mode!r}")
@@ -195,6 +230,13 @@ class Trainer:
         if grad_clip is not None and not (isinstance(grad_clip, (int, float)) and grad_clip > 0):
             raise ValidationError(f"Trainer grad_clip: expected a positive max norm, got {grad_clip!r}")
         self._step_optimizer = optimizer if grad_clip is None else _ClippedOptimizer(optimizer, float(grad_clip))
+        self.distributed: Any = None  # a DataParallelRun when training data-parallel (see .distributed)
+        if distributed:
+            from .distributed import DataParallelRun
+
+            self.distributed = DataParallelRun(model, self.algorithm, distributed)
+            self._step_optimizer = self.distributed.wrap_optimizer(self._step_optimizer)
+            self.handle_sigint = False  # ranks would see Ctrl-C at different batches; use checkpoint_every
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.progress = bool(progress)
@@ -210,6 +252,9 @@ class Trainer:
         self._batches_in_pass = 0
         self._pending_rng: Optional[dict] = None
         self._pending_position: Optional[dict] = None
+        self._pending_progress: Optional[dict] = None  # a partial epoch to continue (checkpoint or interrupted fit)
+        self._epoch_state: Optional[dict] = None  # the epoch in progress: means, steps, lr, start time
+        self._sigint: Optional[SigintGuard] = None
         self._bar: Any = None
         self._prepared = False
         self.nonfinite_inputs: Any = None  # the inputs of the last batch whose loss was not finite (NaN guard)
@@ -260,7 +305,11 @@ class Trainer:
             return False
         return (layout == "batch_first") != bool(self.model.batch_first)
 
-    def _source(self, data: Any, batch_size: Optional[int], shuffle: bool, drop_last: bool, name: str) -> Any:
+    def _source(self, data: Any, batch_size: Optional[int], shuffle: bool, drop_last: bool, name: str,
+                shard: bool = True) -> Any:
+        if self.distributed is not None and shard and (batch_size is not None or isinstance(data, Iterable)):
+            return self.distributed.source(data, batch_size, shuffle, drop_last, self.generator,
+                                           self.model.batch_first, self)
         if batch_size is not None:
             return Batches(data, batch_size, shuffle=shuffle, drop_last=drop_last, generator=self.generator,
                            batch_first=self.model.batch_first)
@@ -398,15 +447,19 @@ class Trainer:
         self._mode = self.mode_for(self._monitor) if self.mode == "auto" else self.mode
         self.stop, self.stop_reason, self.history.stop_reason = False, None, None
         self._restore_position(source)
+        if self.checkpoint_dir is not None:
+            remove_stale_temp_files(self.checkpoint_dir)
 
         for cb in self.callbacks:
             if hasattr(cb, "on_fit_start"):
                 cb.on_fit_start(self)
         self._bar = self._progress_bar(source, epochs, iterations, steps_per_epoch)
         try:
-            while not self._finished(epochs, iterations):
-                self._run_epoch(source, flip, val_source, val_flip, iterations, steps_per_epoch)
+            with SigintGuard(self.handle_sigint) as self._sigint:
+                while not self._finished(epochs, iterations):
+                    self._run_epoch(source, flip, val_source, val_flip, iterations, steps_per_epoch)
         finally:
+            self._sigint = None
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
@@ -421,7 +474,7 @@ class Trainer:
 
     def _progress_bar(self, source: Any, epochs: Optional[int], iterations: Optional[int],
                       steps_per_epoch: Optional[int]) -> Any:
-        if not self.progress:
+        if not self.progress or (self.distributed is not None and not self.distributed.is_main):
             return None
         from tqdm.auto import tqdm
 
@@ -438,11 +491,10 @@ class Trainer:
 
     def _run_epoch(self, source: Any, flip: bool, val_source: Any, val_flip: bool, iterations: Optional[int],
                    steps_per_epoch: Optional[int]) -> None:
-        start = time.perf_counter()
-        means = _Mean()
-        lr = self._lr()
-        steps = 0
+        means, steps, lr, start = self._start_epoch()
         while not self.stop:
+            if self._sigint is not None and self._sigint.requested:
+                self._interrupted()
             if iterations is not None and self.iteration >= iterations:
                 break
             if steps_per_epoch is not None and steps >= steps_per_epoch:
@@ -454,10 +506,56 @@ class Trainer:
                 continue
             self._train_batch(batch, flip, means, steps)
             steps += 1
+            if self.checkpoint_every is not None and self.iteration % self.checkpoint_every == 0:
+                self._save_last()
+        self._epoch_state = None
         if steps == 0:
             return
         self.epoch += 1
         self._end_epoch(means, lr, time.perf_counter() - start, val_source, val_flip)
+
+    def _start_epoch(self) -> tuple[_Mean, int, float, float]:
+        """Running means, steps done, learning rate and ``perf_counter`` start of the epoch now starting or continuing."""
+        progress, self._pending_progress = self._pending_progress, None
+        means = _Mean()
+        if progress is None:
+            steps, lr, seconds = 0, self._lr(), 0.0
+        else:
+            means.sums, means.counts = dict(progress["sums"]), dict(progress["counts"])
+            steps, lr, seconds = int(progress["steps"]), float(progress["lr"]), float(progress["seconds"])
+        start = time.perf_counter() - seconds
+        self._epoch_state = {"means": means, "steps": steps, "lr": lr, "start": start}
+        return means, steps, lr, start
+
+    def _epoch_progress(self) -> Optional[dict[str, Any]]:
+        """The partial epoch for a checkpoint (None at an epoch boundary)."""
+        state = self._epoch_state
+        if state is None:
+            return self._pending_progress
+        sums, counts = getattr(self, "_progress_totals", None) or (state["means"].sums, state["means"].counts)
+        return {"sums": dict(sums), "counts": dict(counts), "steps": state["steps"],
+                "lr": state["lr"], "seconds": time.perf_counter() - state["start"]}
+
+    def _save_last(self) -> Optional[Path]:
+        """Write ``last.pt`` now (mid-epoch too); None without a checkpoint directory."""
+        if self.checkpoint_dir is None:
+            return None
+        return self._write(self.checkpoint_dir / "last.pt")
+
+    def _interrupted(self) -> None:
+        """Ctrl-C was pressed during the last batch: save ``last.pt`` and raise :class:`TrainingInterrupted`."""
+        path = self._save_last()
+        steps = self._epoch_state["steps"] if self._epoch_state is not None else 0
+        self._pending_progress, self._epoch_state = self._epoch_progress(), None  # another fit() continues
+        where = f"after iteration {self.iteration} ({steps} batch(es) into epoch {self.epoch + 1})"
+        if path is None:
+            message = (f"training interrupted {where}; no checkpoint was written (the trainer has no checkpoint_dir); "
+                       f"the trainer's state is consistent, so calling fit again continues")
+        else:
+            message = (f"training interrupted {where}; checkpoint saved to {path} "
+                       f"(continue with trainer.resume({str(path.parent)!r}) and the same fit call)")
+        log.warning("%s", message)
+        raise TrainingInterrupted(message, path=path, epoch=self.epoch, iteration=self.iteration)
 
     def _lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
@@ -466,7 +564,10 @@ class Trainer:
         x, y, n = self._prepare_batch(batch, flip)
         self.model.train()
         try:
-            result = self.algorithm.train_step(self.model, x, y, self.objective, self._step_optimizer)
+            if self.distributed is not None:
+                self.distributed.begin_batch(n)
+            model = self.model if self.distributed is None else self.distributed.train_model
+            result = self.algorithm.train_step(model, x, y, self.objective, self._step_optimizer)
             loss, outputs = float(result.loss), result.outputs
         except FloatingPointError:
             loss, outputs = float("nan"), None  # the algorithm refused the optimiser step
@@ -478,6 +579,8 @@ class Trainer:
         if outputs is not None and math.isfinite(loss):
             values.update(self._metric_values(outputs, y))
         means.add(values, n)
+        if self._epoch_state is not None:
+            self._epoch_state["steps"] = index + 1  # before the callbacks, which may save a checkpoint
         logs = {"epoch": self.epoch, "iteration": self.iteration, "batch": index, **values}
         if self._bar is not None:
             self._bar.set_description(f"epoch {self.epoch + 1}", refresh=False)
@@ -486,9 +589,21 @@ class Trainer:
         for cb in self.callbacks:
             if hasattr(cb, "on_batch_end"):
                 cb.on_batch_end(self, logs)
+        self._sync_stop()
+
+    def _sync_stop(self) -> None:
+        """Distributed: a stop requested on any rank is requested on every rank (after the same batch)."""
+        if self.distributed is not None and self.distributed.any_stop(self.stop) and not self.stop:
+            self.request_stop("another rank stopped")
+
+    def _global_means(self, means: _Mean) -> dict[str, float]:
+        """The means of ``means`` over the samples of every rank (distributed), else its own."""
+        if self.distributed is not None:
+            means.sums, means.counts = self.distributed.gather_means(means.sums, means.counts)
+        return means.means()
 
     def _end_epoch(self, means: _Mean, lr: float, seconds: float, val_source: Any, val_flip: bool) -> None:
-        record: dict[str, Any] = {"epoch": self.epoch, "iteration": self.iteration, **means.means()}
+        record: dict[str, Any] = {"epoch": self.epoch, "iteration": self.iteration, **self._global_means(means)}
         if val_source is not None:
             start = time.perf_counter()
             record.update({f"val_{k}": v for k, v in self._evaluate_source(val_source, val_flip).items()})
@@ -507,6 +622,7 @@ class Trainer:
         if self._bar is not None:
             self._bar.write(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()),
                             file=sys.stderr)
+        self._sync_stop()
         self._checkpoint(record)
 
     def _monitored(self, record: Mapping[str, Any]) -> float:
@@ -526,10 +642,7 @@ class Trainer:
         if self.checkpoint_dir is None:
             return
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        state = self.state_dict()
-        if improved:
-            save_checkpoint(self.checkpoint_dir / "best.pt", state)
-        save_checkpoint(self.checkpoint_dir / "last.pt", state)
+        self._write(*([self.checkpoint_dir / "best.pt"] if improved else []), self.checkpoint_dir / "last.pt")
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate_source(self, source: Any, flip: bool) -> dict[str, float]:
@@ -545,9 +658,10 @@ class Trainer:
                     means.add({"loss": loss, **self._metric_values(result.outputs, y)}, n)
         finally:
             self.model.train(was_training)
+        values = self._global_means(means)
         if not means.sums:
             raise ValidationError("evaluation data yielded no batches")
-        return means.means()
+        return values
 
     def evaluate(self, data: Any, *, batch_size: Optional[int] = None, layout: Optional[str] = None) -> dict[str, float]:
         """Loss (with regularisers, as in training) and metrics on ``data``, under ``torch.no_grad``.
@@ -560,7 +674,7 @@ class Trainer:
 
     def predict(self, data: Any, *, batch_size: Optional[int] = None, layout: Optional[str] = None) -> tuple[Tensor, Tensor]:
         """The objective's Output on ``data`` (time-major ``[T, N, n]``) and the targets, concatenated over batches."""
-        source = self._source(data, batch_size, False, False, "data")
+        source = self._source(data, batch_size, False, False, "data", shard=False)
         flip = self._flip(layout) if batch_size is None else False
         ys, targets = [], []
         was_training = self.model.training
@@ -589,21 +703,58 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "counters": {"epoch": self.epoch, "iteration": self.iteration},
             "position": self._position(),
+            "epoch_progress": self._epoch_progress(),
             "rng": rng_state(self._generators),
             "history": self.history.to_dict(),
             "callbacks": callbacks,
             "algorithm": algorithm,
             "best": {"value": self.best, "monitor": getattr(self, "_monitor", self.monitor)},
             "seed": self.seed,
+            **({"rank_rng": self._rank_rng} if getattr(self, "_rank_rng", None) is not None else {}),
         }
 
     def save(self, path: Union[str, Path]) -> Path:
-        """Write a checkpoint of the trainer's current state to ``path`` (atomically)."""
-        return save_checkpoint(path, self.state_dict())
+        """Write a checkpoint of the trainer's current state to ``path`` (atomically; distributed: rank 0, all ranks call)."""
+        return self._write(Path(path))
+
+    def _write(self, *paths: Path) -> Path:
+        """Save the state to each of ``paths``; distributed: rank 0 writes, then a barrier (every rank calls this).
+
+        Distributed, the checkpoint also holds every rank's random states (``rank_rng``; each rank resumes
+        its own) and, mid-epoch, the partial epoch's sums and counts of all ranks (rank 0 continues them
+        after a resume, the other ranks start from zero).
+        """
+        if self.distributed is not None:
+            self._rank_rng = self.distributed.gather(rng_state(self._generators))
+            if self._epoch_state is not None:
+                means = self._epoch_state["means"]
+                self._progress_totals = self.distributed.gather_means(means.sums, means.counts)
+        try:
+            if self.distributed is None or self.distributed.is_main:
+                state = self.state_dict()
+                for path in paths:
+                    save_checkpoint(path, state)
+        finally:
+            self._progress_totals = self._rank_rng = None
+        if self.distributed is not None:
+            self.distributed.barrier()
+        return paths[-1]
 
     def resume(self, path: Union[str, Path], weights_only: bool = True) -> "Trainer":
-        """Load a checkpoint; the next :meth:`fit` continues exactly where it was written."""
-        ckpt = load_checkpoint(path, map_location="cpu", weights_only=weights_only)
+        """Load a checkpoint; the next :meth:`fit` continues exactly where it was written.
+
+        ``path`` is a checkpoint file or a checkpoint directory: then the newest
+        readable ``*.pt`` in it (:func:`.checkpoint.latest_checkpoint`; corrupt
+        files are skipped with a warning), after deleting the temporary files
+        of writes that a kill interrupted.
+        """
+        path = Path(path)
+        if path.is_dir():
+            remove_stale_temp_files(path)
+            path, ckpt = latest_checkpoint(path, map_location="cpu", weights_only=weights_only)
+            log.info("resuming from %s", path)
+        else:
+            ckpt = load_checkpoint(path, map_location="cpu", weights_only=weights_only)
         try:
             self.model.load_state_dict(ckpt["model"])
         except RuntimeError as exc:
@@ -635,4 +786,14 @@ class Trainer:
         self.best = ckpt["best"]["value"]
         self._pending_rng = ckpt["rng"]
         self._pending_position = ckpt["position"]
+        self._pending_progress, self._epoch_state = ckpt.get("epoch_progress"), None
+        if self.distributed is not None:
+            if self._pending_progress is not None and not self.distributed.is_main:
+                self._pending_progress = {**self._pending_progress, "sums": {}, "counts": {}}  # rank 0 holds the totals
+            ranks = ckpt.get("rank_rng")
+            if ranks is not None and len(ranks) == self.distributed.world_size:
+                self._pending_rng = ranks[self.distributed.rank]  # this rank's own random states
+            elif self.distributed.rank != 0:
+                log.warning("resume %s: no random states for rank %d (written by %s ranks); using rank 0's",
+                            path, self.distributed.rank, len(ranks) if ranks is not None else "non-distributed")
         return self

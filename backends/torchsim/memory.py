@@ -1,0 +1,276 @@
+"""Memory estimate of a :class:`~backends.torchsim.module.SimulationModule` before it is built.
+
+Called through :func:`ntgraph.estimate_memory` on the prepared graph.  With
+``s`` the dtype's item size, ``B`` the batch, ``T`` the steps (``K`` the TBPTT
+window) and ``n`` a population's size, the components are (bytes):
+
+* ``parameters``: every weight, bias and neuron parameter, ``s`` each (scalar
+  parameters are one element);
+* ``constraint buffers``: the sign (``s``), bounds (``2s``) and connectivity
+  mask (1 byte) per stored weight, where the resolved constraints need them
+  (the same test as :class:`~backends.torchsim.projections.ProjectionModule`);
+* ``sparse indices``: ``2 * 8`` bytes (int64 pre and post index) per synapse;
+* ``inputs``: ``T*B*n_in*s`` per Input;
+* ``input drive``: ``T*B*n*s`` per population driven by Inputs (all steps are
+  projected at once), plus ``2*T*B*nnz*s`` for a Sparse projection from an Input
+  (the gathered and weighted synapses);
+* ``effective weights``: one weight-sized tensor per projection whose
+  constraints map the free weights, ``+ (s + 1)`` bytes per weight in the
+  training modes for what autograd keeps of the map (``|w|``, ``sign != 0``);
+* ``states``: two copies (old, new) of every state variable, ``B*n*s`` each, the
+  delay history, and for Sparse projections between populations the per-step
+  gather ``2*B*nnz*s``;
+* ``recorded outputs``: ``T*B*n*s`` per Output of a population and per probe,
+  twice (the per-step list and the stacked tensor coexist at the end of a
+  forward) without gradients; once more with gradients the list is part of the
+  activations;
+* ``activations (BPTT)``: what autograd saves per step, times ``T`` (``K`` for
+  TBPTT), per population ``c_model * B*n*s``, per Sparse projection between
+  populations ``c_sparse * B*nnz*s``, per Dense one ``c_pre * B*n_pre*s``.
+  The coefficients are **probed**, not hard-coded: a population of 16 neurons
+  of the same model, options and dtype is built and run for 3 and 6 steps under
+  ``torch.autograd.graph.saved_tensors_hooks`` and the difference per step and
+  neuron is taken (cached), so the estimate follows the backend's step functions;
+* ``gradients``: one copy of every learnable tensor, plus, in BPTT/TBPTT, the
+  gradient of the input drive (``2*T*B*n*s``: the per-step gradients and their stack);
+* ``optimizer state``: 0 (sgd), 1 (momentum) or 2 (adam) copies of the learnable tensors;
+* ``e-prop traces``: per hidden projection ``B*n_post*n_pre*s`` times
+  (1 eligibility + ``d+1`` filtered traces (``d``: the readout delay) + 1 for ALIF's
+  adaptation trace + 2 transient products), and ``B*n_pre*s`` per readout projection.
+
+The total is the sum: the peak of one forward (inference), or of one forward
+plus backward.  ``docs/memory.md`` compares it with peaks measured in fresh processes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from ntgraph.errors import ValidationError
+from ntgraph.graph import Graph
+from ntgraph.ir import Dense, OneToOne, Population, Projection, Sparse
+from ntgraph.models import LI, NeuronModel
+
+__all__ = ["estimate", "saved_per_step", "DTYPES"]
+
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
+_OPT_COPIES = {None: 0, "sgd": 0, "momentum": 1, "adam": 2}
+_PROBE_N, _PROBE_B = 16, 4
+
+
+def _dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise ValidationError(f"estimate_memory dtype: expected one of {', '.join(map(repr, DTYPES))}, got {name!r}")
+    return DTYPES[name]
+
+
+def _scalar_model(model: NeuronModel) -> NeuronModel:
+    """The model with every per-neuron parameter replaced by its first value (for the probe)."""
+    changes = {}
+    for name in model.param_names():
+        value = getattr(model, name)
+        if value is not None and np.size(value) > 1:
+            changes[name] = float(np.ravel(value)[0])
+    return model.replace(**changes) if changes else model
+
+
+def _saved_bytes(module: Any, x: torch.Tensor) -> int:
+    """Bytes of the distinct storages autograd saves in one forward, other than parameters, buffers and x."""
+    own = {t.untyped_storage().data_ptr() for t in [*module.parameters(), *module.buffers(), x]}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in own:
+            seen[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        module(x)
+    return sum(seen.values())
+
+
+_CACHE: dict[tuple, float] = {}
+
+
+def _probe(kind: str, model: NeuronModel, learnable: tuple, detach_reset: bool, dtype_name: str) -> float:
+    """Saved bytes per step per unit (neuron, synapse or presynaptic neuron) / item size, by probing (cached)."""
+    key = (kind, repr(model), learnable, detach_reset, dtype_name)
+    if key not in _CACHE:
+        _CACHE[key] = _run_probe(kind, model, learnable, detach_reset, dtype_name)
+    return _CACHE[key]
+
+
+def _run_probe(kind: str, model: NeuronModel, learnable: tuple, detach_reset: bool, dtype_name: str) -> float:
+    import ntgraph
+
+    g = Graph("probe")
+    n, b = _PROBE_N, _PROBE_B
+    g.input("x", n)
+    g.population("p", model, n, learnable=learnable)
+    g.dense("x", "p")
+    if kind == "population":
+        g.output("y", "p")
+    elif kind == "dense_pre":  # a Dense projection from p, minus the population alone
+        g.population("q", LI(tau_mem=1.0), 1)
+        g.dense("p", "q")
+        g.output("y", "q")
+    elif kind == "sparse":  # a Sparse recurrent projection p -> p, minus the population alone
+        g.sparse("p", "p", post_index=np.repeat(np.arange(n), n), pre_index=np.tile(np.arange(n), n), delay=1)
+        g.output("y", "p")
+    dtype = DTYPES[dtype_name]
+    module = ntgraph.compile(g, "torch", dt=_probe_dt(model), dtype=dtype, detach_reset=detach_reset,
+                             low_precision_tolerance=float("inf"))
+
+    def per_step() -> float:
+        xs = [torch.rand(t, b, n, dtype=dtype) for t in (3, 6)]
+        s3, s6 = (_saved_bytes(module, x) for x in xs)
+        return (s6 - s3) / 3.0
+
+    value = per_step()
+    if kind == "population":
+        return value / (b * n * module_itemsize(dtype))
+    base = _probe("population", model, learnable, detach_reset, dtype_name) * b * n * module_itemsize(dtype)
+    if kind == "dense_pre":
+        base += _probe("population", LI(tau_mem=1.0), (), detach_reset, dtype_name) * b * 1 * module_itemsize(dtype)
+        return max(value - base, 0.0) / (b * n * module_itemsize(dtype))
+    return max(value - base, 0.0) / (b * n * n * module_itemsize(dtype))
+
+
+def _probe_dt(model: NeuronModel) -> float:
+    taus = [float(np.min(getattr(model, p))) for p in model.param_names()
+            if getattr(model, p) is not None and model.param_info(p)["unit"] == "s"]
+    return min(taus + [1e-3])
+
+
+def module_itemsize(dtype: torch.dtype) -> int:
+    return torch.tensor([], dtype=dtype).element_size()
+
+
+def saved_per_step(kind: str, model: NeuronModel, learnable: tuple, detach_reset: bool, dtype: str) -> float:
+    """Probed coefficient: autograd bytes saved per step per neuron (``"population"``), per presynaptic
+    neuron of a Dense projection (``"dense_pre"``) or per synapse of a Sparse one (``"sparse"``), over the item size."""
+    scalar = _scalar_model(model)
+    return _probe(kind, scalar, tuple(learnable), bool(detach_reset), dtype)
+
+
+def _weight_elems(p: Projection) -> int:
+    return int(np.size(p.weight))
+
+
+def estimate(graph: Graph, *, batch: int, steps: int, mode: str, dtype: str, window: Optional[int],
+             optimizer: Optional[str], record: list[str], options: dict[str, Any]) -> tuple[dict[str, int], list[str]]:
+    """Components in bytes and notes, for the prepared ``graph`` (see the module docstring)."""
+    tdtype = _dtype(dtype)
+    s = module_itemsize(tdtype)
+    detach_reset = bool(options.get("detach_reset", True))
+    B, T = batch, steps
+    K = window if mode == "tbptt" else T  # steps whose activations are alive at once
+    grad = mode in ("bptt", "tbptt")
+    training = mode != "inference"
+    c = dict.fromkeys(["parameters", "constraint buffers", "sparse indices", "inputs", "input drive",
+                       "effective weights", "states", "recorded outputs", "activations (BPTT)", "gradients",
+                       "optimizer state", "e-prop traces"], 0)
+    notes: list[str] = []
+    learnable_elems = 0
+    pops = {p: graph[p] for p in graph.populations}
+    inputs = set(graph.inputs)
+
+    for node_id in graph.inputs:
+        c["inputs"] += T * B * graph[node_id].size * s
+    for pop_id, pop in pops.items():
+        model = pop.model
+        for name in model.param_names():
+            value = getattr(model, name)
+            if value is not None:
+                n_el = int(np.size(value))
+                c["parameters"] += n_el * s
+                if name in pop.learnable:
+                    learnable_elems += n_el
+        c["states"] += 2 * len(model.state_vars) * B * pop.size * s
+        incoming = graph.meta(pop_id)["incoming"]
+        from_inputs = [e for e in incoming if e[1] in inputs]
+        if from_inputs:
+            drive = (1 + (len(from_inputs) > 1)) * T * B * pop.size * s  # the sum needs one more while adding
+            c["input drive"] += drive if not grad else K * B * pop.size * s
+            if grad:
+                c["gradients"] += 2 * K * B * pop.size * s
+        if grad:
+            coeff = saved_per_step("population", model, tuple(pop.learnable), detach_reset, dtype)
+            c["activations (BPTT)"] += int(K * coeff * B * pop.size * s)
+
+    for proj_id in graph.projections:
+        p: Projection = graph[proj_id]
+        src = graph.source(proj_id)
+        w = _weight_elems(p)
+        c["parameters"] += w * s
+        if "weight" in p.learnable:
+            learnable_elems += w
+        bias = getattr(p, "bias", None)
+        if bias is not None:
+            c["parameters"] += int(np.size(bias)) * s
+            if "bias" in p.learnable:
+                learnable_elems += int(np.size(bias))
+        rc = graph.meta(proj_id)["constraints"]
+        has_sign = bool(np.any(rc.sign))
+        has_mask = not bool(np.all(rc.mask))
+        has_bounds = bool(np.any(np.isfinite(rc.low)) or np.any(np.isfinite(rc.high)))
+        c["constraint buffers"] += w * (s * has_sign + 2 * s * has_bounds + 1 * has_mask)
+        if has_sign or has_mask or has_bounds:
+            c["effective weights"] += w * s + (w * (s + 1) if (grad and has_sign) else 0)
+        if isinstance(p, Sparse):
+            c["sparse indices"] += 2 * 8 * w
+        from_input = src in inputs
+        if isinstance(p, Sparse):
+            if from_input:
+                c["input drive"] += 2 * (K if grad else T) * B * w * s
+            elif grad:
+                coeff = saved_per_step("sparse", pops[graph.target(proj_id)].model, (), detach_reset, dtype)
+                c["activations (BPTT)"] += int(K * coeff * B * w * s)
+            else:
+                c["states"] += 2 * B * w * s
+        elif isinstance(p, (Dense, OneToOne)) and not from_input and grad and "weight" in p.learnable:
+            src_pop = pops[src]
+            coeff = saved_per_step("dense_pre", src_pop.model, tuple(src_pop.learnable), detach_reset, dtype)
+            c["activations (BPTT)"] += int(K * coeff * B * p.n_pre * s)
+
+    for src, n_hist in graph.attrs.get("history", {}).items():
+        c["states"] += n_hist * B * graph.node_size(src) * s
+    kept = [graph.source(o) for o in graph.outputs if graph.source(o) in pops]
+    kept_sizes = [pops[k].size for k in kept] + [pops[r.split(".")[0]].size for r in record]
+    copies = 1 if grad else 2
+    c["recorded outputs"] = sum(copies * T * B * n * s for n in kept_sizes)
+    if mode == "tbptt":
+        c["recorded outputs"] += sum(K * B * n * s for n in kept_sizes)  # the last window's outputs
+    if training:
+        c["gradients"] += learnable_elems * s
+        c["optimizer state"] = _OPT_COPIES[optimizer] * learnable_elems * s
+    if mode == "eprop":
+        c["e-prop traces"] = _eprop_traces(graph, B, s)
+        notes.append("e-prop: traces are O(batch * n_post * n_pre) per hidden projection, independent of T")
+    if mode == "inference":
+        notes.append("inference: a forward under torch.no_grad()")
+    return c, notes
+
+
+def _eprop_traces(graph: Graph, B: int, s: int) -> int:
+    outputs = [graph.source(o) for o in graph.outputs]
+    readout = next((o for o in outputs if isinstance(graph[o], Population) and isinstance(graph[o].model, LI)), None)
+    total = 0
+    for proj_id in graph.projections:
+        p = graph[proj_id]
+        dst = graph.target(proj_id)
+        if dst == readout:
+            total += B * p.n_pre * s
+            continue
+        delay = 0
+        for out_proj in graph.outgoing(dst):
+            if graph.target(out_proj) == readout:
+                delay = graph.meta(out_proj)["delay"]
+        alif = type(graph[dst].model).__name__ == "ALIF"
+        total += B * p.n_post * p.n_pre * s * (1 + (delay + 1) + alif + 2)
+    return total
+
