@@ -60,10 +60,19 @@ def auc(fractions: np.ndarray, accuracy: np.ndarray) -> float:
 
 
 def curve(graph: ntg.Graph, test: Any, fractions: np.ndarray, strategy: str, seed: int,
-          projection: str = "hidden->hidden") -> list[float]:
-    """Test accuracy of ``graph`` with each fraction of ``projection``'s synapses removed."""
+          projections: tuple[str, ...] = ("hidden->hidden",)) -> list[float]:
+    """Test accuracy of ``graph`` with each fraction of every named projection's synapses removed."""
     ce = _classification()
-    return [ce.evaluate(ablate(graph, projection, float(f), strategy, seed=seed), test) for f in fractions]
+    return [ce.evaluate(ablate(graph, projections, float(f), strategy, seed=seed), test) for f in fractions]
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    """Mean and std (ddof=0) over the finite values (NaN: a network at chance before ablation); count kept."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+    return {"mean": float(v.mean()), "std": float(v.std()), "n": int(v.size)}
 
 
 def plot(result: dict, path: str) -> None:
@@ -92,7 +101,7 @@ def plot(result: dict, path: str) -> None:
             ax.axhline(result["chance"][d], color="k", ls=":", lw=1)
             ax.set_title(f"{d}: {s} |w| first" if s == "smallest" else f"{d}: random", fontsize=9)
             ax.set_ylim(0, 1)
-            ax.set_xlabel("fraction of recurrent synapses removed")
+            ax.set_xlabel("fraction of " + " + ".join(result["config"]["projections"]) + " synapses removed")
             ax.set_ylabel("test accuracy")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
@@ -106,6 +115,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser.add_argument("--smoke", action="store_true", help="tiny networks, 2 iterations, 3 fractions, 1 seed")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--datasets", nargs="+", default=["digits-rate", "randman"])
+    parser.add_argument("--models", nargs="+", default=None, help="a subset of the four networks (default: all)")
+    parser.add_argument("--projections", nargs="+", default=["hidden->hidden"],
+                        help="projections to ablate (each loses the same fraction); e.g. x->hidden hidden->hidden")
     parser.add_argument("--models-dir", default=None, help="trained networks saved by classification_experiment.py")
     parser.add_argument("--out-json", default=os.path.join(ROOT, "docs", "experiments", "data", "ablation.json"))
     parser.add_argument("--out-fig", default=os.path.join(ROOT, "docs", "img", "ablation.png"))
@@ -114,12 +126,13 @@ def main(argv: Optional[list[str]] = None) -> dict:
     ce = _classification()
     seeds = 1 if args.smoke else args.seeds
     fractions = np.array([0.0, 0.5, 1.0]) if args.smoke else np.round(np.linspace(0.0, 1.0, 11), 2)
+    models = list(args.models or ce.MODELS)
     runs, summary = [], {}
     for d in args.datasets:
         task = ce.TASKS[d]
         for seed in range(seeds):
             data = task.load(seed, 64 if args.smoke else None)
-            for m in ce.MODELS:
+            for m in models:
                 path = None if args.models_dir is None else os.path.join(args.models_dir, f"{d}__{m}__{seed}.ntg")
                 if path is not None and os.path.exists(path):
                     graph = ntg.load(path)
@@ -128,7 +141,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
                 else:
                     graph, _ = ce.train(task, m, seed, epochs=task.epochs, data=data)
                 for s in STRATEGIES:
-                    acc = curve(graph, data.test, fractions, s, seed)
+                    acc = curve(graph, data.test, fractions, s, seed, tuple(args.projections))
                     chance = 1.0 / task.n_classes
                     base = acc[0] - chance
                     norm = [(a - chance) / base for a in acc] if base > 0 else [float("nan")] * len(acc)
@@ -137,15 +150,14 @@ def main(argv: Optional[list[str]] = None) -> dict:
                     print(f"{d:12s} {m:9s} seed {seed} {s:8s}: acc " + " ".join(f"{a:.2f}" for a in acc)
                           + f"  auc {runs[-1]['auc']:.3f} auc_norm {runs[-1]['auc_norm']:.3f}", flush=True)
     for d in args.datasets:
-        for m in ce.MODELS:
+        for m in models:
             for s in STRATEGIES:
                 rows = [r for r in runs if r["dataset"] == d and r["model"] == m and r["strategy"] == s]
-                summary.setdefault(d, {}).setdefault(m, {})[s] = {
-                    key: {"mean": float(np.nanmean([r[key] for r in rows])), "std": float(np.nanstd([r[key] for r in rows]))}
-                    for key in ("auc", "auc_norm")}
+                summary.setdefault(d, {}).setdefault(m, {})[s] = {key: _mean_std([r[key] for r in rows])
+                                                                  for key in ("auc", "auc_norm")}
                 summary[d][m][s]["intact"] = float(np.mean([r["accuracy"][0] for r in rows]))
-    result = {"config": {"smoke": args.smoke, "seeds": seeds, "datasets": args.datasets, "models": list(ce.MODELS),
-                         "fractions": fractions.tolist(), "projection": "hidden->hidden",
+    result = {"config": {"smoke": args.smoke, "seeds": seeds, "datasets": args.datasets, "models": models,
+                         "fractions": fractions.tolist(), "projections": args.projections,
                          "strategies": list(STRATEGIES)},
               "chance": {d: 1.0 / ce.TASKS[d].n_classes for d in args.datasets}, "summary": summary, "runs": runs}
     for path in (args.out_json, args.out_fig):

@@ -2,7 +2,7 @@
 
 ``python -m torch.distributed.run --nproc_per_node=2 tests/_distributed_worker.py OUT MODE [DIR]``:
 
-* ``equivalence``: trains every case of :data:`CASES` data-parallel and writes
+* ``equivalence``: trains every case of :data:`CASES` data-parallel (:func:`fit_args`) and writes
   each rank's final weights and history to ``OUT/<case>_rank<r>.pt``; then
   ``crash-resume``;
 * ``crash-resume``: trains the BPTT case on spikes encoded on the fly from
@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
 
 import ntgraph as ntg  # noqa: E402
 from backends.torchsim.learning import BPTT, TBPTT, CrossEntropyOverTime, EProp, Trainer  # noqa: E402
-from backends.torchsim.learning.distributed import Distributed  # noqa: E402
+from backends.torchsim.learning.distributed import Distributed, init_distributed  # noqa: E402
 from backends.torchsim.learning.eprop import AdaptiveFeedback  # noqa: E402
 
 T, FEATURES, HIDDEN, CLASSES = 12, 5, 10, 3
@@ -44,7 +44,9 @@ CASES = {
     "bptt_allreduce": (lambda: BPTT(), "allreduce"),
     "tbptt": (lambda: TBPTT(window=5), "auto"),
     "eprop": (lambda: EProp(feedback=AdaptiveFeedback(seed=1, lr=1e-2)), "auto"),
+    "bptt_sampler": (lambda: BPTT(), "auto"),  # a DataLoader with a DistributedSampler (per-rank batches)
 }
+PER_RANK = 5  # bptt_sampler: 5 samples per rank and step, 2 steps of 10 per epoch
 
 
 def build() -> ntg.Graph:
@@ -77,6 +79,42 @@ def trainer(case: str, distributed: bool, checkpoint_dir: Optional[str] = None,
                    optimizer=lambda p: torch.optim.Adam(p, lr=2e-2), seed=5, progress=False,
                    distributed=Distributed(gradient_sync=sync) if distributed else False,
                    checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
+
+
+class EpochLoader:
+    """One-process reference for ``bptt_sampler``: a DataLoader whose sampler gets ``set_epoch`` every pass."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader) -> None:
+        self.loader, self.epoch = loader, 0
+
+    def __iter__(self):
+        self.loader.sampler.set_epoch(self.epoch)
+        self.epoch += 1
+        return iter(self.loader)
+
+
+def fit_args(case: str, distributed: bool) -> tuple[tuple, dict]:
+    """``fit``'s arguments for the case: the dataset with the global batch, or (sampler case) a DataLoader.
+
+    With a :class:`~torch.utils.data.DistributedSampler` every rank gets
+    ``perm[rank::R]`` of the epoch's permutation, so rank ``r``'s batch ``k`` is
+    ``perm[r + R*(k*b + i)]``: together the ranks hold ``perm[k*R*b:(k+1)*R*b]``,
+    the one-process batch of ``R*b`` from a sampler with one replica.
+    """
+    if case != "bptt_sampler":
+        return (dataset(), dataset()), {"epochs": EPOCHS, "batch_size": BATCH}
+    import torch.distributed as dist
+    from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+    x, y = dataset()
+    data = TensorDataset(torch.as_tensor(x), torch.as_tensor(y))
+    if distributed:
+        sampler = DistributedSampler(data, num_replicas=dist.get_world_size(), rank=dist.get_rank(), seed=11)
+        loader = DataLoader(data, batch_size=PER_RANK, sampler=sampler)
+        return (loader,), {"epochs": EPOCHS, "layout": "batch_first"}
+    sampler = DistributedSampler(data, num_replicas=1, rank=0, seed=11)
+    loader = EpochLoader(DataLoader(data, batch_size=2 * PER_RANK, sampler=sampler))
+    return (loader,), {"epochs": EPOCHS, "layout": "batch_first"}
 
 
 def result(tr: Trainer) -> dict:
@@ -161,11 +199,13 @@ def resumed_run(out_dir: Path, directory: str) -> None:
 def main(out: str, what: str, directory: str = "") -> None:
     import torch.distributed as dist
 
+    init_distributed()  # from torchrun's environment (the trainers would do it too)
     out_dir = Path(out)
     if what == "equivalence":
         for case in CASES:
             tr = trainer(case, True)
-            tr.fit(dataset(), dataset(), epochs=EPOCHS, batch_size=BATCH)
+            args, kwargs = fit_args(case, True)
+            tr.fit(*args, **kwargs)
             torch.save(result(tr), out_dir / f"{case}_rank{dist.get_rank()}.pt")
         what = "crash-resume"
     if what == "crash-resume":

@@ -98,7 +98,32 @@ def smoke_train_once_run_everywhere():
     assert summary["exported"]["nir file read back (torch)"] == reference
 
 
-SMOKE = {"reconstruct_activity": smoke_reconstruct_activity,
+def smoke_classification_experiment():
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result = load("classification_experiment").main(
+            ["--smoke", "--datasets", "digits-rate", "grasshopper", "--out-json", f"{tmp}/c.json", "--out-fig", f"{tmp}/c.png"])
+        assert Path(tmp, "c.png").stat().st_size > 0
+    assert set(result["summary"]) == {"digits-rate", "grasshopper"} and len(result["runs"]) == 8
+    assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in result["runs"])
+
+
+def smoke_ablation_experiment():
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result = load("ablation_experiment").main(
+            ["--smoke", "--datasets", "digits-rate", "--models", "lif", "wc+dale",
+             "--out-json", f"{tmp}/a.json", "--out-fig", f"{tmp}/a.png"])
+        assert Path(tmp, "a.png").stat().st_size > 0
+    assert len(result["runs"]) == 4 and all(len(r["accuracy"]) == 3 for r in result["runs"])
+    assert all(0.0 <= a <= 1.0 for r in result["runs"] for a in r["accuracy"])
+
+
+SMOKE = {"classification_experiment": smoke_classification_experiment,
+         "ablation_experiment": smoke_ablation_experiment,
+         "reconstruct_activity": smoke_reconstruct_activity,
          "train_once_run_everywhere": smoke_train_once_run_everywhere,
          "balanced_ei_network": smoke_balanced, "wilson_cowan_network": smoke_wilson_cowan,
          "train_in_own_loop": smoke_train_in_own_loop, "train_randman": smoke_train_randman,

@@ -31,6 +31,7 @@ def network(reset: str) -> ntg.Graph:
 
 def run(g: ntg.Graph, x: torch.Tensor, surrogate, fused: bool):
     model = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64, record=["h", "h.v"], surrogate=surrogate)
+    model.fast = False  # the step-by-step loop, where the fused step runs (the layered plan is tested below)
     model.populations["h"].capture = not fused  # capture forces the plain (autograd) step
     result = model(x)
     loss = (result["y"] ** 2).sum() + 0.01 * result["h.v"].sum()

@@ -291,10 +291,11 @@ def test_checkpoint_every_needs_a_directory_and_a_positive_int(tmp_path):
 @MAIN_THREAD
 def test_cli_demo_ctrl_c_exits_130_naming_the_checkpoint_and_resumes(tmp_path, monkeypatch, capsys):
     from backends.torchsim.learning import Trainer
-    from ntgraph import cli, demo
+    from ntgraph import cli, demo, plotting
     from ntgraph.data import Splits
 
     monkeypatch.setattr(cli, "_demo_comparison", lambda *args: None)  # the simulators are not under test here
+    monkeypatch.setattr(plotting, "spike_raster", lambda path, *args, **kwargs: Path(path))  # nor the figure
     rng = np.random.default_rng(0)  # 64 training samples of 8x8 "digits" instead of 1000+: 2 batches of 32
     x = (rng.random((64, 20, 64)) < 0.1).astype(np.float32)
     y = rng.integers(0, 10, 64)

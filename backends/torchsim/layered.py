@@ -31,11 +31,12 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import networkx as nx
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .neurons import CubaLIFDynamics, LIDynamics, LIFDynamics
 from .projections import DenseProjection
-from .scan import lif_scan, linear_scan
+from .scan import lif_scan, linear_scan, step_threads
 
 if TYPE_CHECKING:  # pragma: no cover
     from .module import SimulationModule
@@ -215,31 +216,61 @@ def _run_steps(module: "SimulationModule", group: Group, ext: dict, first: Tenso
     outs: dict[str, list[Tensor]] = {p: [] for p in members}
     mine = [(key, p, var) for key, p, var in probes if p in outs]
     rec: dict[str, list[Tensor]] = {key: [] for key, _, _ in mine}
-    for t in range(steps):
-        now: dict[str, Tensor] = {}
-        for pop in members:
-            dyn = module._dyn[pop]
-            current = frames[pop][t] if pop in frames else None
-            for proj, src, delay in module._pop_projs[pop]:
-                if src not in outs:
-                    continue
-                if delay == 0:
-                    pre = now[src]
-                else:
-                    pre = outs[src][t - delay] if t >= delay else past[src][t - delay]
-                cur = module._proj[proj].apply(pre, weights[proj])
-                current = cur if current is None else current + cur
-            if current is None:
-                current = first.new_zeros(batch, dyn.size)
-            out, neurons[pop] = dyn.step(current, neurons[pop], coeffs[pop])
-            now[pop] = out
-            outs[pop].append(out)
-        for key, p, var in mine:
-            rec[key].append(module._dyn[p].output_of(now[p], neurons[p], var))
+    plan = {pop: _fuse(module, [e for e in module._pop_projs[pop] if e[1] in outs], weights) for pop in members}
+    macs = max([batch * sum(weights[proj].numel() for proj, src, _ in module._pop_projs[pop]
+                            if src in outs and isinstance(module._proj[proj], DenseProjection)) for pop in members])
+
+    def pre_of(src: str, delay: int, t: int, now: dict) -> Tensor:
+        if delay == 0:
+            return now[src]
+        return outs[src][t - delay] if t >= delay else past[src][t - delay]
+
+    with step_threads(macs):
+        for t in range(steps):
+            now: dict[str, Tensor] = {}
+            for pop in members:
+                dyn = module._dyn[pop]
+                current = frames[pop][t] if pop in frames else None
+                fused, single = plan[pop]
+                if fused is not None:
+                    entries, w_cat, b_sum = fused
+                    pre = torch.cat([pre_of(src, delay, t, now) for _, src, delay in entries], -1)
+                    cur = F.linear(pre, w_cat, b_sum)
+                    current = cur if current is None else current + cur
+                for proj, src, delay in single:
+                    cur = module._proj[proj].apply(pre_of(src, delay, t, now), weights[proj])
+                    current = cur if current is None else current + cur
+                if current is None:
+                    current = first.new_zeros(batch, dyn.size)
+                out, neurons[pop] = dyn.step(current, neurons[pop], coeffs[pop])
+                now[pop] = out
+                outs[pop].append(out)
+            for key, p, var in mine:
+                rec[key].append(module._dyn[p].output_of(now[p], neurons[p], var))
     for p in members:
         traj[p] = torch.stack(outs[p])
     for key, v in rec.items():
         records[key] = torch.stack(v)
+
+
+def _fuse(module: "SimulationModule", entries: list[tuple[str, str, int]], weights: dict) -> tuple:
+    """Split a population's in-group projections into one fused dense matmul and the rest.
+
+    Two or more dense projections become one matmul per step: their presynaptic
+    outputs concatenated, ``[B, sum n_pre]``, times their effective weights
+    concatenated along the input axis (built once per forward, so autograd
+    reaches every weight), plus the sum of their biases.  Returns
+    ``((entries, W_cat, b_sum) or None, other entries)``.
+    """
+    dense = [e for e in entries if isinstance(module._proj[e[0]], DenseProjection)]
+    if len(dense) < 2:
+        return None, entries
+    w_cat = torch.cat([weights[proj] for proj, _, _ in dense], 1)
+    biases = [module._proj[proj].bias for proj, _, _ in dense if module._proj[proj].has_bias]
+    b_sum = None
+    for b in biases:
+        b_sum = b if b_sum is None else b_sum + b
+    return (dense, w_cat, b_sum), [e for e in entries if e not in dense]
 
 
 def describe(groups: list[Any]) -> str:

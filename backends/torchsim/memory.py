@@ -161,6 +161,69 @@ def _weight_elems(p: Projection) -> int:
     return int(np.size(p.weight))
 
 
+#: Bytes per ``T*B*n*s`` that one population of each execution kind needs while it runs (its input
+#: current, the scan's internal ``[T, B, n]`` buffers, its trajectory, and in training what the
+#: backward pass keeps and allocates), measured with benchmarks/memory_check.py on single-population
+#: networks (n = 4000, T = 100, B = 32, float32) of the fast path (backends/torchsim/layered.py).
+RUN_UNITS = {
+    ("lif", "inference"): 5.3, ("lif", "grad"): 9.1,
+    ("lif_rec", "inference"): 4.4, ("lif_rec", "grad"): 9.2,
+    ("li", "inference"): 3.1, ("li", "grad"): 3.1,
+    ("cuba", "inference"): 6.3, ("cuba", "grad"): 10.1,
+    ("steps", "inference"): 3.1,
+}
+
+#: Extra ``K*B*n*s`` per population in truncated BPTT (measured on dense-rec, K = 50).
+TBPTT_PREVIOUS_WINDOW_UNITS = 3.0
+
+
+def plan_kinds(graph: Graph) -> dict[str, str]:
+    """How each population runs on the fast path, as :func:`backends.torchsim.layered.plan_groups` decides
+    (recomputed from the prepared graph, without a module): ``lif``, ``lif_rec``, ``li``, ``cuba`` or ``steps``."""
+    import networkx as nx
+
+    pops = graph.populations
+    deps = nx.DiGraph()
+    deps.add_nodes_from(pops)
+    own: dict[str, list] = {p: [] for p in pops}
+    for pop in pops:
+        for proj, src, delay in graph.meta(pop)["incoming"]:
+            if src in own:
+                deps.add_edge(src, pop)
+                if src == pop:
+                    own[pop].append((proj, delay))
+    kinds = {}
+    for comp in nx.strongly_connected_components(deps):
+        members = list(comp)
+        for pop in members:
+            kind = "steps"
+            if len(members) == 1:
+                model = type(graph[pop].model).__name__
+                mine = own[pop]
+                if model == "LIF" and not mine:
+                    kind = "lif"
+                elif model == "LIF" and len(mine) == 1 and isinstance(graph[mine[0][0]], Dense) and mine[0][1] >= 1:
+                    kind = "lif_rec"
+                elif model == "LI" and not mine:
+                    kind = "li"
+                elif model == "CubaLIF" and not mine:
+                    kind = "cuba"
+            kinds[pop] = kind
+    return kinds
+
+
+def _ir_arrays(graph: Graph) -> int:
+    """Bytes of the numpy arrays the module's prepared graph adds: the resolved constraints of every projection."""
+    seen: dict[int, int] = {}
+    for proj in graph.projections:
+        rc = graph.meta(proj)["constraints"]
+        for name in ("sign", "mask", "low", "high"):
+            arr = getattr(rc, name)
+            base = arr if arr.base is None else arr.base
+            seen[id(base)] = max(seen.get(id(base), 0), getattr(base, "nbytes", arr.nbytes))
+    return sum(seen.values())
+
+
 def estimate(graph: Graph, *, batch: int, steps: int, mode: str, dtype: str, window: Optional[int],
              optimizer: Optional[str], record: list[str], options: dict[str, Any]) -> tuple[dict[str, int], list[str]]:
     """Components in bytes and notes, for the prepared ``graph`` (see the module docstring)."""
@@ -168,16 +231,19 @@ def estimate(graph: Graph, *, batch: int, steps: int, mode: str, dtype: str, win
     s = module_itemsize(tdtype)
     detach_reset = bool(options.get("detach_reset", True))
     B, T = batch, steps
-    K = window if mode == "tbptt" else T  # steps whose activations are alive at once
+    K = window if mode == "tbptt" else T  # steps alive at once in one forward (+ backward)
     grad = mode in ("bptt", "tbptt")
-    training = mode != "inference"
-    c = dict.fromkeys(["parameters", "constraint buffers", "sparse indices", "inputs", "input drive",
-                       "effective weights", "states", "recorded outputs", "activations (BPTT)", "gradients",
-                       "optimizer state", "e-prop traces"], 0)
+    fast = mode != "eprop"  # e-prop's per-step hook runs the reference step loop
+    c = dict.fromkeys(["parameters", "constraint buffers", "sparse indices", "IR constraint arrays", "inputs",
+                       "input drive", "effective weights", "run (per population)", "states",
+                       "recorded outputs", "activations (BPTT)", "gradients", "optimizer state",
+                       "e-prop traces"], 0)
     notes: list[str] = []
     learnable_elems = 0
     pops = {p: graph[p] for p in graph.populations}
     inputs = set(graph.inputs)
+    kinds = plan_kinds(graph)
+    c["IR constraint arrays"] = _ir_arrays(graph)
 
     for node_id in graph.inputs:
         c["inputs"] += T * B * graph[node_id].size * s
@@ -192,19 +258,24 @@ def estimate(graph: Graph, *, batch: int, steps: int, mode: str, dtype: str, win
                     learnable_elems += n_el
         c["states"] += 2 * len(model.state_vars) * B * pop.size * s
         incoming = graph.meta(pop_id)["incoming"]
-        from_inputs = [e for e in incoming if e[1] in inputs]
-        if from_inputs:
-            drive = (1 + (len(from_inputs) > 1)) * T * B * pop.size * s  # the sum needs one more while adding
-            c["input drive"] += drive if not grad else K * B * pop.size * s
-            if grad:
-                c["gradients"] += 2 * K * B * pop.size * s
-        if grad:
+        if not fast:  # reference loop without gradients (e-prop): the input drive, then step by step
+            if any(e[1] in inputs for e in incoming):
+                c["input drive"] += T * B * pop.size * s
+            continue
+        kind = kinds[pop_id]
+        if grad and (kind, "grad") not in RUN_UNITS:  # a step loop under autograd: probed saved tensors per step
             coeff = saved_per_step("population", model, tuple(pop.learnable), detach_reset, dtype)
             c["activations (BPTT)"] += int(K * coeff * B * pop.size * s)
+            units = 2.0  # its input current and the stacked trajectory
+        else:
+            units = RUN_UNITS[(kind, "grad" if grad else "inference")]
+        if mode == "tbptt":  # the previous window's result (trajectory, membrane) lives through the next forward
+            units += TBPTT_PREVIOUS_WINDOW_UNITS
+        c["run (per population)"] += int(units * K * B * pop.size * s)
 
     for proj_id in graph.projections:
         p: Projection = graph[proj_id]
-        src = graph.source(proj_id)
+        src, dst = graph.source(proj_id), graph.target(proj_id)
         w = _weight_elems(p)
         c["parameters"] += w * s
         if "weight" in p.learnable:
@@ -221,39 +292,52 @@ def estimate(graph: Graph, *, batch: int, steps: int, mode: str, dtype: str, win
         c["constraint buffers"] += w * (s * has_sign + 2 * s * has_bounds + 1 * has_mask)
         if has_sign or has_mask or has_bounds:
             c["effective weights"] += w * s + (w * (s + 1) if (grad and has_sign) else 0)
-        if isinstance(p, Sparse):
-            c["sparse indices"] += 2 * 8 * w
-        from_input = src in inputs
-        if isinstance(p, Sparse):
-            if from_input:
-                c["input drive"] += 2 * (K if grad else T) * B * w * s
-            elif grad:
-                coeff = saved_per_step("sparse", pops[graph.target(proj_id)].model, (), detach_reset, dtype)
-                c["activations (BPTT)"] += int(K * coeff * B * w * s)
-            else:
-                c["states"] += 2 * B * w * s
-        elif isinstance(p, (Dense, OneToOne)) and not from_input and grad and "weight" in p.learnable:
-            src_pop = pops[src]
-            coeff = saved_per_step("dense_pre", src_pop.model, tuple(src_pop.learnable), detach_reset, dtype)
-            c["activations (BPTT)"] += int(K * coeff * B * p.n_pre * s)
+        if not isinstance(p, Sparse):
+            continue
+        c["sparse indices"] += 2 * 8 * w
+        # Sparse: the gathered presynaptic values and their product with the weights, [..., nnz] each
+        in_loop = fast and kinds.get(dst) == "steps" and kinds.get(src) == "steps" and _same_group(graph, src, dst)
+        if src in inputs or (fast and not in_loop):  # applied to whole trajectories [T, B, nnz]
+            c["input drive"] += 2 * K * B * w * s
+        elif grad:  # inside a step loop under autograd: saved per step
+            coeff = saved_per_step("sparse", pops[dst].model, (), detach_reset, dtype)
+            c["activations (BPTT)"] += int(K * coeff * B * w * s)
+        else:
+            c["states"] += 2 * B * w * s
 
     for src, n_hist in graph.attrs.get("history", {}).items():
         c["states"] += n_hist * B * graph.node_size(src) * s
     kept = [graph.source(o) for o in graph.outputs if graph.source(o) in pops]
-    kept_sizes = [pops[k].size for k in kept] + [pops[r.split(".")[0]].size for r in record]
-    copies = 1 if grad else 2
-    c["recorded outputs"] = sum(copies * T * B * n * s for n in kept_sizes)
-    if mode == "tbptt":
-        c["recorded outputs"] += sum(K * B * n * s for n in kept_sizes)  # the last window's outputs
-    if training:
+    probed = [pops[r.split(".")[0]].size for r in record]
+    if fast:  # trajectories are part of each population's run; probes of other variables add one each
+        c["recorded outputs"] = sum(T * B * n * s for n in probed)
+        if mode == "tbptt":  # the windows' outputs, concatenated at the end
+            c["recorded outputs"] += sum(2 * T * B * pops[k].size * s for k in kept)
+    else:
+        c["recorded outputs"] = sum(2 * T * B * n * s for n in [pops[k].size for k in kept] + probed)
+    if mode != "inference":
         c["gradients"] += learnable_elems * s
         c["optimizer state"] = _OPT_COPIES[optimizer] * learnable_elems * s
     if mode == "eprop":
         c["e-prop traces"] = _eprop_traces(graph, B, s)
         notes.append("e-prop: traces are O(batch * n_post * n_pre) per hidden projection, independent of T")
     if mode == "inference":
-        notes.append("inference: a forward under torch.no_grad()")
+        notes.append("inference: one forward under torch.no_grad()")
+    notes.append("compilation itself briefly needs more: parameters are staged in float64 before the cast")
     return c, notes
+
+
+def _same_group(graph: Graph, src: str, dst: str) -> bool:
+    """Are ``src`` and ``dst`` in one strongly connected component of the population graph (one step loop)?"""
+    import networkx as nx
+
+    deps = nx.DiGraph()
+    for pop in graph.populations:
+        for _, s, _ in graph.meta(pop)["incoming"]:
+            if s in graph.populations:
+                deps.add_edge(s, pop)
+    return src == dst or (deps.has_node(src) and deps.has_node(dst) and nx.has_path(deps, src, dst)
+                          and nx.has_path(deps, dst, src))
 
 
 def _eprop_traces(graph: Graph, B: int, s: int) -> int:

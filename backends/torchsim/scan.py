@@ -75,148 +75,209 @@ def _reduce_to(grad: Tensor, like: Tensor) -> Tensor:
 
 
 class LIFScan(torch.autograd.Function):
-    """``(drive, v0, a, v_leak, r, v_th, v_reset, hist, W, b) -> (z [T,B,n], v [T,B,n])``; see the module docstring."""
+    """``(drive, v0, a, v_leak, r, v_th, v_reset, hist, W, b) -> (z [T,B,n], v [T,B,n])``; see the module docstring.
+
+    The loop runs on the shifted membrane ``s = v - v_th`` with the input term
+    and the gain folded in once per call, so a step is 3-4 tensor operations::
+
+        C_t = (1-a)*(v_leak - v_th + r*(D_t + b)),   W' = diag((1-a)*r) W     (all steps at once)
+        x_t = a*s_{t-1} + C_t + z_{t-d} W'^T;   z_t = H(x_t);   s_t = lerp(x_t, v_reset - v_th, z_t) | x_t - z_t*v_th
+
+    (``lerp`` with weight 0 or 1 returns exactly one end.)  This is the same
+    recurrence as the step function, rounded differently in the last bits.
+    """
 
     @staticmethod
     def forward(ctx: Any, drive: Tensor, v0: Tensor, a: Tensor, v_leak: Tensor, r: Tensor, v_th: Tensor,
                 v_reset: Tensor, hist: Optional[Tensor], weight: Optional[Tensor], bias: Optional[Tensor],
                 delay: int, zero_reset: bool, detach: bool, surrogate: Any) -> tuple[Tensor, Tensor]:
-        steps = drive.shape[0]
-        one_minus_a = 1.0 - a
-        x_all = torch.empty_like(drive)
-        v_all = torch.empty_like(drive)
+        steps, batch, n = drive.shape
         recurrent = weight is not None
-        zb = torch.empty(drive.shape, dtype=torch.bool, device=drive.device)
-        need_params = any(ctx.needs_input_grad[2:5]) if ctx is not None else False
-        if recurrent:
-            z_all = torch.empty_like(drive)
-            i_all = torch.empty_like(drive) if need_params else None
-        else:
-            # input-independent of the state: (1-a)*(v_leak + r*I) for all steps at once (same arithmetic per element)
-            u_all = one_minus_a * (v_leak + r * drive)
-        v = v0
-        macs = drive.shape[1] * weight.shape[0] * weight.shape[1] if recurrent else 0
+        gain = (1.0 - a) * r
+        inp = drive if bias is None else drive + bias
+        c_all = (1.0 - a) * (v_leak - v_th + r * inp)
+        x_all = torch.empty_like(drive)
+        z_all = torch.empty_like(drive)
+        s_all = torch.empty_like(drive)
+        shape = (batch, n)
+        a_b = a.expand(shape)
+        reset_to = (v_reset - v_th).expand(shape) if zero_reset else None
+        neg_th = (-v_th).expand(shape)
+        s = v0 - v_th
+        w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
+        macs = batch * weight.shape[0] * weight.shape[1] if recurrent else 0
         with step_threads(macs):
             for t in range(steps):
+                x = x_all[t]
                 if recurrent:
                     pre = z_all[t - delay] if t >= delay else hist[t]
-                    current = drive[t] + F.linear(pre, weight, bias)
-                    if i_all is not None:
-                        i_all[t] = current
-                    u = one_minus_a * (v_leak + r * current)
+                    torch.addmm(c_all[t], pre, w_scaled_t, out=x)
+                    x.addcmul_(a_b, s)
                 else:
-                    u = u_all[t]
-                v1 = a * v + u
-                x = torch.sub(v1, v_th, out=x_all[t])
-                z = torch.gt(x, 0, out=zb[t])
+                    torch.addcmul(c_all[t], a_b, s, out=x)
+                z = torch.gt(x, 0, out=z_all[t])
                 if zero_reset:
-                    v = torch.where(z, v_reset, v1, out=v_all[t])  # = v1*(1-z) + v_reset*z for z in {0, 1}
+                    s = torch.lerp(x, reset_to, z, out=s_all[t])
                 else:
-                    v = torch.where(z, x, v1, out=v_all[t])  # = v1 - z*v_th
-                if recurrent:
-                    z_all[t] = z
-        if not recurrent:
-            z_all = zb.to(drive.dtype)
+                    s = torch.addcmul(x, z, neg_th, out=s_all[t])
+        v_all = s_all.add_(v_th)
         if ctx is not None:
             ctx.set_materialize_grads(False)
             ctx.zero_reset, ctx.detach, ctx.surrogate, ctx.delay = zero_reset, detach, surrogate, delay
             ctx.recurrent = recurrent
-            if not recurrent:
-                i_all = drive if need_params else None
-            keep_v = need_params or any(ctx.needs_input_grad[5:7]) or not detach
-            ctx.save_for_backward(x_all, z_all, v_all if keep_v else None, v0 if need_params else None,
-                                  i_all, hist, weight, a, v_leak, r, v_th, v_reset)
+            need_params = any(ctx.needs_input_grad[2:7])
+            ctx.save_for_backward(x_all, z_all, v_all if need_params or not detach else None,
+                                  v0 if need_params else None, drive if any(ctx.needs_input_grad[2:5]) else None,
+                                  hist, weight, bias, a, v_leak, r, v_th, v_reset)
         return z_all, v_all
 
     @staticmethod
     def backward(ctx: Any, grad_z: Optional[Tensor], grad_v: Optional[Tensor]):  # type: ignore[override]
-        x_all, z_all, v_all, v0, i_all, hist, weight, a, v_leak, r, v_th, v_reset = ctx.saved_tensors
+        x_all, z_all, v_all, v0, drive, hist, weight, bias, a, v_leak, r, v_th, v_reset = ctx.saved_tensors
         zero_reset, detach, delay, recurrent = ctx.zero_reset, ctx.detach, ctx.delay, ctx.recurrent
         needs = ctx.needs_input_grad
-        steps = x_all.shape[0]
+        steps, batch, n = x_all.shape
         psi = ctx.surrogate.derivative(x_all)
         gain = (1.0 - a) * r
-        need_params = any(needs[2:7])
+        w_scaled = gain.unsqueeze(-1) * weight if recurrent else None
         if grad_z is None:
             grad_z = torch.zeros_like(x_all)
-        keep = (1.0 - z_all) if zero_reset else None
-        dvdz = None
-        if not detach:  # the reset's own gradient through z
-            dvdz = (v_reset - (x_all + v_th)) if zero_reset else (-v_th).expand_as(x_all)
-        g_all = torch.empty_like(x_all)
-        gv_all = torch.empty_like(x_all) if (need_params or not detach) else None
-        gzt_all = torch.empty_like(x_all) if needs[5] else None
-        gi_all = torch.empty_like(x_all) if recurrent else None
-        carry: Optional[Tensor] = None
-        fast = not recurrent and detach and gv_all is None
-        if fast:
-            p_all = grad_z * psi  # no recurrence, detached reset: G_t = (dL/dv_t + a*G_{t+1})*keep_t + p_t
-        macs = x_all.shape[1] * weight.shape[0] * weight.shape[1] if recurrent else 0
-        with step_threads(macs):
-            for t in range(steps - 1, -1, -1):
-                gv = grad_v[t] if grad_v is not None else None
-                if carry is not None:
-                    gv = carry if gv is None else gv + carry
-                if fast:
-                    if gv is None:
-                        g = p_all[t]
-                    else:
-                        g = gv * keep[t] + p_all[t] if zero_reset else gv + p_all[t]
-                    g_all[t] = g
-                    carry = a * g
-                    continue
-                gz = grad_z[t]
-                if recurrent and t + delay < steps:
-                    gz = torch.addmm(gz, gi_all[t + delay], weight)
-                if gv is None:
-                    gv = torch.zeros_like(gz)
-                if gv_all is not None:
-                    gv_all[t] = gv
-                if dvdz is not None:
-                    gz = gz + gv * dvdz[t]
-                if gzt_all is not None:
-                    gzt_all[t] = gz
-                g = (gv * keep[t] if zero_reset else gv) + gz * psi[t]
-                g_all[t] = g
-                if recurrent:
-                    torch.mul(g, gain, out=gi_all[t])
-                carry = a * g
-        if gi_all is None:
-            gi_all = g_all * gain
-
+        if detach:
+            g_all, gv_all, gz_all = _backward_detached(x_all, z_all, psi, grad_z, grad_v, a, w_scaled, delay,
+                                                       zero_reset, needs)
+        else:
+            g_all, gv_all, gz_all = _backward_general(x_all, z_all, psi, grad_z, grad_v, a, w_scaled, v_th,
+                                                      v_reset, delay, zero_reset, needs)
+        gi_all = g_all * gain  # dL/dI_t
         grad_drive = gi_all if needs[0] else None
-        grad_v0 = carry if needs[1] else None
+        grad_v0 = a * g_all[0] if needs[1] else None
         grad_hist = grad_w = grad_b = None
         if recurrent:
             if needs[7]:
-                grad_hist = torch.stack([gi_all[j] @ weight if j < steps else torch.zeros_like(hist[j])
+                grad_hist = torch.stack([g_all[j] @ w_scaled if j < steps else torch.zeros_like(hist[j])
                                          for j in range(delay)])
             if needs[8]:
-                pre = torch.cat([hist, z_all[:steps - delay]]) if delay <= steps else hist[:steps]
-                n_in = pre.shape[-1]
-                grad_w = gi_all.reshape(-1, gi_all.shape[-1]).t() @ pre.reshape(-1, n_in)
-            if needs[9]:
-                grad_b = gi_all.reshape(-1, gi_all.shape[-1]).sum(0)
+                grad_w = gi_all.reshape(-1, n).t() @ _pre_all(hist, z_all, delay).reshape(-1, n)
+        if bias is not None and needs[9]:
+            grad_b = gi_all.reshape(-1, n).sum(0)
         grad_a = grad_leak = grad_r = grad_th = grad_reset = None
-        if need_params:
+        if any(needs[2:5]):
+            current = drive if bias is None else drive + bias
+            if recurrent:
+                current = current + _pre_all(hist, z_all, delay) @ weight.t()
             if needs[2]:
                 v_prev = torch.cat([v0.unsqueeze(0), v_all[:-1]])
-                grad_a = _reduce_to(g_all * (v_prev - (v_leak + r * i_all)), a)
+                grad_a = _reduce_to(g_all * (v_prev - (v_leak + r * current)), a)
             if needs[3]:
                 grad_leak = _reduce_to(g_all * (1.0 - a), v_leak)
             if needs[4]:
-                grad_r = _reduce_to(g_all * (1.0 - a) * i_all, r)
-            if needs[5]:
-                th = -(gzt_all * psi)
-                if not zero_reset and not detach:
-                    th = th - gv_all * z_all
-                grad_th = _reduce_to(th, v_th)
-            if needs[6] and zero_reset:
-                grad_reset = _reduce_to(gv_all * z_all, v_reset)
-            elif needs[6]:
-                grad_reset = torch.zeros_like(v_reset)
+                grad_r = _reduce_to(g_all * (1.0 - a) * current, r)
+        if needs[5]:
+            th = -(gz_all * psi)
+            if not zero_reset and not detach:
+                th = th - gv_all * z_all
+            grad_th = _reduce_to(th, v_th)
+        if needs[6]:
+            grad_reset = _reduce_to(gv_all * z_all, v_reset) if zero_reset else torch.zeros_like(v_reset)
         return (grad_drive, grad_v0, grad_a, grad_leak, grad_r, grad_th, grad_reset, grad_hist, grad_w, grad_b,
                 None, None, None, None)
+
+
+def _pre_all(hist: Tensor, z_all: Tensor, delay: int) -> Tensor:
+    """What the self-projection reads at every step: ``z_{t-d}`` (``hist`` before step 0), ``[T, B, n]``."""
+    steps = z_all.shape[0]
+    return torch.cat([hist, z_all[:max(steps - delay, 0)]])[:steps]
+
+
+def _backward_detached(x_all: Tensor, z_all: Tensor, psi: Tensor, grad_z: Tensor, grad_v: Optional[Tensor],
+                       a: Tensor, w_scaled: Optional[Tensor], delay: int, zero_reset: bool,
+                       needs: tuple) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+    """``G_t = dL/dv1_t`` for a detached reset: ``G_t = E_t + K_t*G_{t+1} + gz_t*psi_t``, 1-3 ops per step.
+
+    ``K = a*(1-z)`` (zero reset) or ``a`` (subtract), ``E = dL/dv*(1-z|1)``,
+    ``gz_t = dL/dz_t + G_{t+d} W'``.  Returns ``G`` and, when the threshold or
+    reset value needs a gradient, ``dL/dv_t`` and the total ``dL/dz_t``.
+    """
+    steps, batch, n = x_all.shape
+    keep = (1.0 - z_all) if zero_reset else None
+    k_all = a * keep if zero_reset else a.expand(batch, n)
+    e_all = None
+    if grad_v is not None:
+        e_all = grad_v * keep if zero_reset else grad_v
+    g_all = torch.empty_like(x_all)
+    recurrent = w_scaled is not None
+    if not recurrent:
+        p_all = grad_z * psi
+        if e_all is not None:
+            p_all = p_all + e_all
+        g = g_all[steps - 1]
+        g.copy_(p_all[steps - 1])
+        for t in range(steps - 2, -1, -1):
+            k_t = k_all[t] if zero_reset else k_all
+            g = torch.addcmul(p_all[t], k_t, g, out=g_all[t])
+    else:
+        gz_buf = torch.empty_like(x_all[0])
+        g = None
+        with step_threads(batch * n * w_scaled.shape[1]):
+            for t in range(steps - 1, -1, -1):
+                if t + delay < steps:
+                    gz = torch.addmm(grad_z[t], g_all[t + delay], w_scaled, out=gz_buf)
+                else:
+                    gz = grad_z[t]
+                out = torch.mul(gz, psi[t], out=g_all[t])
+                if e_all is not None:
+                    out.add_(e_all[t])
+                if g is not None:
+                    out.addcmul_(k_all[t] if zero_reset else k_all, g)
+                g = out
+    gv_all = gz_all = None
+    if needs[6]:
+        gv_all = _grad_v_from(g_all, grad_v, a)
+    if needs[5]:
+        gz_all = grad_z
+        if recurrent and delay < steps:
+            gz_all = grad_z.clone()
+            gz_all[:steps - delay] += (g_all[delay:].reshape(-1, n) @ w_scaled).reshape(steps - delay, batch, n)
+    return g_all, gv_all, gz_all
+
+
+def _grad_v_from(g_all: Tensor, grad_v: Optional[Tensor], a: Tensor) -> Tensor:
+    """``dL/dv_t = dL/dv_t|direct + a*G_{t+1}`` (nothing after the last step)."""
+    gv = torch.zeros_like(g_all) if grad_v is None else grad_v.clone()
+    gv[:-1] += a * g_all[1:]
+    return gv
+
+
+def _backward_general(x_all: Tensor, z_all: Tensor, psi: Tensor, grad_z: Tensor, grad_v: Optional[Tensor],
+                      a: Tensor, w_scaled: Optional[Tensor], v_th: Tensor, v_reset: Tensor, delay: int,
+                      zero_reset: bool, needs: tuple) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+    """The reset's own gradient included (``detach_reset=False``): the plain per-step chain rule of the docstring."""
+    steps, batch, n = x_all.shape
+    keep = (1.0 - z_all) if zero_reset else None
+    dvdz = (v_reset - (x_all + v_th)) if zero_reset else (-v_th).expand_as(x_all)
+    g_all = torch.empty_like(x_all)
+    gv_all = torch.empty_like(x_all)
+    gz_all = torch.empty_like(x_all) if needs[5] else None
+    carry: Optional[Tensor] = None
+    recurrent = w_scaled is not None
+    with step_threads(batch * n * w_scaled.shape[1] if recurrent else 0):
+        for t in range(steps - 1, -1, -1):
+            gv = grad_v[t] if grad_v is not None else None
+            if carry is not None:
+                gv = carry if gv is None else gv + carry
+            if gv is None:
+                gv = torch.zeros_like(x_all[0])
+            gv_all[t] = gv
+            gz = grad_z[t]
+            if recurrent and t + delay < steps:
+                gz = torch.addmm(gz, g_all[t + delay], w_scaled)
+            gz = gz + gv * dvdz[t]
+            if gz_all is not None:
+                gz_all[t] = gz
+            g = torch.mul(gz, psi[t], out=g_all[t])
+            g.add_(gv * keep[t] if zero_reset else gv)
+            carry = a * g
+    return g_all, gv_all, gz_all
 
 
 def lif_scan(drive: Tensor, v0: Tensor, a: Tensor, v_leak: Tensor, r: Tensor, v_th: Tensor, v_reset: Tensor, *,

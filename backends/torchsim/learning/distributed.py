@@ -49,6 +49,11 @@ options) makes the trainer one rank of a data-parallel job:
   the NaN guard) stops every rank after the same batch.
 * **Checkpoints** are written by rank 0 only, followed by a barrier; every rank
   resumes from the same file (the directory must be shared between nodes).
+  The file holds every rank's random states (``rank_rng``: data encoded on the
+  fly draws from each rank's own global RNG) and, mid-epoch, the running sums
+  of all ranks, so a resumed run continues bit-identically.
+* **Ctrl-C**: the trainer's SIGINT handling is off (ranks would see the signal
+  at different batches); ``checkpoint_every`` bounds what an interruption loses.
 
 Calls that communicate (``fit``, ``evaluate``, ``save``) must be made on every rank.
 """

@@ -307,16 +307,19 @@ class Trainer:
 
     def _source(self, data: Any, batch_size: Optional[int], shuffle: bool, drop_last: bool, name: str,
                 shard: bool = True) -> Any:
-        if self.distributed is not None and shard and (batch_size is not None or isinstance(data, Iterable)):
-            return self.distributed.source(data, batch_size, shuffle, drop_last, self.generator,
-                                           self.model.batch_first, self)
+        sharded = self.distributed is not None and shard  # distributed: this rank's share (see .distributed)
         if batch_size is not None:
+            if sharded:
+                return self.distributed.source(data, batch_size, shuffle, drop_last, self.generator,
+                                               self.model.batch_first, self)
             return Batches(data, batch_size, shuffle=shuffle, drop_last=drop_last, generator=self.generator,
                            batch_first=self.model.batch_first)
         if is_array_dataset(data):
             raise ValidationError(f"{name}: looks like a dataset (arrays of samples); pass batch_size= to batch it")
         if not isinstance(data, Iterable):
             raise ValidationError(f"{name}: expected an iterable of (x, y) batches or a dataset with batch_size=, got {type(data).__name__}")
+        if sharded:
+            return self.distributed.source(data, None, shuffle, drop_last, self.generator, self.model.batch_first, self)
         return data
 
     # ------------------------------------------------------------------ batches
