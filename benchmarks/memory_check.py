@@ -123,8 +123,25 @@ def single(model: str, n: int, recurrent: bool = False) -> Graph:
     return g
 
 
+def chain(first: str, second: str, n: int) -> Graph:
+    """x (50) -> ``first`` (n) -> ``second`` (n) -> LI (2): a population whose trajectory gets a gradient."""
+    g = Graph(f"chain-{first}-{second}-{n}", seed=1)
+    g.input("x", 50)
+    g.population("h1", SINGLE_MODELS[first](), n)
+    g.population("h2", SINGLE_MODELS[second](), n)
+    g.population("o", LI(tau_mem=0.02), 2)
+    g.dense("x", "h1")
+    g.dense("h1", "h2")
+    g.dense("h2", "o")
+    g.output("y", "o")
+    return g
+
+
 def network(name: str) -> Graph:
     """A network by name: one of NETWORKS, or ``single:MODEL:N[:rec]``."""
+    if name.startswith("chain:"):
+        _, first, second, n = name.split(":")
+        return chain(first, second, int(n))
     if name.startswith("single:"):
         _, model, n, *rec = name.split(":")
         return single(model, int(n), bool(rec))

@@ -119,9 +119,14 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser.add_argument("--projections", nargs="+", default=["hidden->hidden"],
                         help="projections to ablate (each loses the same fraction); e.g. x->hidden hidden->hidden")
     parser.add_argument("--models-dir", default=None, help="trained networks saved by classification_experiment.py")
-    parser.add_argument("--out-json", default=os.path.join(ROOT, "docs", "experiments", "data", "ablation.json"))
-    parser.add_argument("--out-fig", default=os.path.join(ROOT, "docs", "img", "ablation.png"))
+    parser.add_argument("--tag", default="recurrent", help="names the outputs: ablation_<tag>.json / .png")
+    parser.add_argument("--out-json", default=None, help="default docs/experiments/data/ablation_<tag>.json")
+    parser.add_argument("--out-fig", default=None, help="default docs/img/ablation_<tag>.png")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other datasets' runs already in --out-json (re-run only --datasets)")
     args = parser.parse_args(argv)
+    args.out_json = args.out_json or os.path.join(ROOT, "docs", "experiments", "data", f"ablation_{args.tag}.json")
+    args.out_fig = args.out_fig or os.path.join(ROOT, "docs", "img", f"ablation_{args.tag}.png")
     torch.set_num_threads(1)
     ce = _classification()
     seeds = 1 if args.smoke else args.seeds
@@ -149,17 +154,23 @@ def main(argv: Optional[list[str]] = None) -> dict:
                                  "auc": auc(fractions, np.array(acc)), "auc_norm": auc(fractions, np.array(norm))})
                     print(f"{d:12s} {m:9s} seed {seed} {s:8s}: acc " + " ".join(f"{a:.2f}" for a in acc)
                           + f"  auc {runs[-1]['auc']:.3f} auc_norm {runs[-1]['auc_norm']:.3f}", flush=True)
-    for d in args.datasets:
+    datasets = list(args.datasets)
+    if args.merge and os.path.exists(args.out_json):
+        with open(args.out_json) as fh:
+            old = [r for r in json.load(fh)["runs"] if r["dataset"] not in args.datasets]
+        runs = old + runs
+        datasets = list(dict.fromkeys([r["dataset"] for r in old])) + datasets
+    for d in datasets:
         for m in models:
             for s in STRATEGIES:
                 rows = [r for r in runs if r["dataset"] == d and r["model"] == m and r["strategy"] == s]
                 summary.setdefault(d, {}).setdefault(m, {})[s] = {key: _mean_std([r[key] for r in rows])
                                                                   for key in ("auc", "auc_norm")}
                 summary[d][m][s]["intact"] = float(np.mean([r["accuracy"][0] for r in rows]))
-    result = {"config": {"smoke": args.smoke, "seeds": seeds, "datasets": args.datasets, "models": models,
+    result = {"config": {"smoke": args.smoke, "seeds": seeds, "datasets": datasets, "models": models,
                          "fractions": fractions.tolist(), "projections": args.projections,
                          "strategies": list(STRATEGIES)},
-              "chance": {d: 1.0 / ce.TASKS[d].n_classes for d in args.datasets}, "summary": summary, "runs": runs}
+              "chance": {d: 1.0 / ce.TASKS[d].n_classes for d in datasets}, "summary": summary, "runs": runs}
     for path in (args.out_json, args.out_fig):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_write(args.out_json, "w") as fh:

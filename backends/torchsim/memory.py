@@ -176,6 +176,13 @@ RUN_UNITS = {
 #: Extra ``K*B*n*s`` per population in truncated BPTT (measured on dense-rec, K = 50).
 TBPTT_PREVIOUS_WINDOW_UNITS = 3.0
 
+#: A step loop under autograd: its input current and stacked trajectory (plus the probed saved tensors).
+STEPS_GRAD_UNITS = 0.8
+#: Part of a population's run memory that stays until the end of the forward (trajectory, membrane, what
+#: autograd saves); the rest is transient and the peaks of different populations do not add up
+#: (measured on two-population chains, benchmarks/memory_check.py).
+KEPT_FRACTION = {"inference": 0.4, "grad": 0.25}
+
 
 def plan_kinds(graph: Graph) -> dict[str, str]:
     """How each population runs on the fast path, as :func:`backends.torchsim.layered.plan_groups` decides
@@ -235,7 +242,7 @@ def estimate(graph: Graph, *, batch: int, steps: int, mode: str, dtype: str, win
     grad = mode in ("bptt", "tbptt")
     fast = mode != "eprop"  # e-prop's per-step hook runs the reference step loop
     c = dict.fromkeys(["parameters", "constraint buffers", "sparse indices", "IR constraint arrays", "inputs",
-                       "input drive", "effective weights", "run (per population)", "states",
+                       "input drive", "effective weights", "run: kept", "run: transient peak", "states",
                        "recorded outputs", "activations (BPTT)", "gradients", "optimizer state",
                        "e-prop traces"], 0)
     notes: list[str] = []
@@ -243,6 +250,7 @@ def estimate(graph: Graph, *, batch: int, steps: int, mode: str, dtype: str, win
     pops = {p: graph[p] for p in graph.populations}
     inputs = set(graph.inputs)
     kinds = plan_kinds(graph)
+    transient = 0
     c["IR constraint arrays"] = _ir_arrays(graph)
 
     for node_id in graph.inputs:
@@ -264,14 +272,18 @@ def estimate(graph: Graph, *, batch: int, steps: int, mode: str, dtype: str, win
             continue
         kind = kinds[pop_id]
         if grad and (kind, "grad") not in RUN_UNITS:  # a step loop under autograd: probed saved tensors per step
-            coeff = saved_per_step("population", model, tuple(pop.learnable), detach_reset, dtype)
-            c["activations (BPTT)"] += int(K * coeff * B * pop.size * s)
-            units = 2.0  # its input current and the stacked trajectory
+            units = STEPS_GRAD_UNITS + saved_per_step("population", model, tuple(pop.learnable), detach_reset, dtype)
+            units += sum(1.0 * graph.node_size(src) / pop.size for proj, src, _ in incoming
+                         if src in pops and kinds[src] == "steps" and not isinstance(graph[proj], Sparse)
+                         and _same_group(graph, src, pop_id))  # F.linear keeps its input spikes each step
         else:
             units = RUN_UNITS[(kind, "grad" if grad else "inference")]
+        run_bytes = units * K * B * pop.size * s
+        keep = KEPT_FRACTION["grad" if grad else "inference"]
+        c["run: kept"] += int(keep * run_bytes)
+        transient = max(transient, int((1.0 - keep) * run_bytes))
         if mode == "tbptt":  # the previous window's result (trajectory, membrane) lives through the next forward
-            units += TBPTT_PREVIOUS_WINDOW_UNITS
-        c["run (per population)"] += int(units * K * B * pop.size * s)
+            c["run: kept"] += int(TBPTT_PREVIOUS_WINDOW_UNITS * K * B * pop.size * s)
 
     for proj_id in graph.projections:
         p: Projection = graph[proj_id]
@@ -305,10 +317,11 @@ def estimate(graph: Graph, *, batch: int, steps: int, mode: str, dtype: str, win
         else:
             c["states"] += 2 * B * w * s
 
+    c["run: transient peak"] = transient
     for src, n_hist in graph.attrs.get("history", {}).items():
         c["states"] += n_hist * B * graph.node_size(src) * s
     kept = [graph.source(o) for o in graph.outputs if graph.source(o) in pops]
-    probed = [pops[r.split(".")[0]].size for r in record]
+    probed = [pops[_probe_population(spec, pops)].size for spec in record]
     if fast:  # trajectories are part of each population's run; probes of other variables add one each
         c["recorded outputs"] = sum(T * B * n * s for n in probed)
         if mode == "tbptt":  # the windows' outputs, concatenated at the end
@@ -325,6 +338,20 @@ def estimate(graph: Graph, *, batch: int, steps: int, mode: str, dtype: str, win
         notes.append("inference: one forward under torch.no_grad()")
     notes.append("compilation itself briefly needs more: parameters are staged in float64 before the cast")
     return c, notes
+
+
+def _probe_population(spec: Any, pops: dict[str, Population]) -> str:
+    """The population a probe ``"pop"`` or ``"pop.var"`` reads; a ValidationError naming it otherwise."""
+    if isinstance(spec, str):
+        if spec in pops:
+            return spec
+        pop, _, var = spec.rpartition(".")
+        if pop in pops and var in pops[pop].model.recordable:
+            return pop
+    raise ValidationError(
+        f"estimate_memory record {spec!r}: expected a population id or 'population.variable'; populations: "
+        f"{', '.join(pops)}"
+    )
 
 
 def _same_group(graph: Graph, src: str, dst: str) -> bool:
@@ -355,6 +382,6 @@ def _eprop_traces(graph: Graph, B: int, s: int) -> int:
             if graph.target(out_proj) == readout:
                 delay = graph.meta(out_proj)["delay"]
         alif = type(graph[dst].model).__name__ == "ALIF"
-        total += B * p.n_post * p.n_pre * s * (1 + (delay + 1) + alif + 2)
+        total += B * p.n_post * p.n_pre * s * (1 + (delay + 1) + alif + 3)
     return total
 

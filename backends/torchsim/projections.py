@@ -8,9 +8,28 @@ and maps it onto its constraints at every forward pass::
 so whatever an optimiser does to ``weight``, the effective weights obey Dale's
 law, fixed signs, bounds and connectivity (absent synapses stay exactly 0).
 This is the same map as :func:`ntgraph.constraints.project_weights`.
+
+Two fast paths, both exact (same sums as the dense arithmetic, so results agree
+to rounding; ``tests/test_sparse_event.py`` compares them at float64):
+
+* **Sparse projections stay sparse** (:class:`SparseProjection`): the synapses
+  are kept as a CSR matrix ``S`` (``n_post x n_pre``; the trainable values are
+  the per-synapse ``weight``), ``I = (S @ x^T)^T``, and the backward pass is
+  sparse too (:class:`SparseMatmul`).  Memory is ``O(synapses)``; no
+  ``n_post x n_pre`` array is ever built and only existing synapses get a gradient.
+* **Event-driven dense projections** (:class:`EventMatmul`): spike tensors
+  are binary and mostly zero, so ``x @ W^T`` over ``M`` rows needs only the
+  rows of ``W^T`` of the active inputs.  :class:`DenseProjection` measures the
+  density of ``x`` (one ``count_nonzero`` per call) when ``x`` has at least
+  :data:`EVENT_MIN_ROWS` rows (the all-steps-at-once input drive, not the
+  per-step recurrent matmul) and uses the event path below
+  :data:`EVENT_DENSITY_THRESHOLD`; :func:`set_event_driven` forces either path.
 """
 
 from __future__ import annotations
+
+import warnings
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -18,9 +37,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ntgraph.constraints import ResolvedConstraints, project_weights
+from ntgraph.errors import ValidationError
 from ntgraph.ir import Dense, Projection, Sparse
 
-__all__ = ["ProjectionModule", "DenseProjection", "SparseProjection", "OneToOneProjection"]
+__all__ = ["ProjectionModule", "DenseProjection", "SparseProjection", "OneToOneProjection", "SparseMatmul",
+           "EventMatmul", "event_linear", "set_event_driven", "EVENT_DENSITY_THRESHOLD", "EVENT_MIN_ROWS"]
+
+#: Input density (fraction of nonzero entries) at or below which ``mode="auto"`` takes the event-driven path.
+#: Calibrate on the target machine with ``benchmarks/event_threshold.py``; see docs/performance.md
+#: ("Event-driven input projections") for the measurement behind this default.
+EVENT_DENSITY_THRESHOLD = 0.01
+#: The event path is considered only for inputs of at least this many rows (``T*batch``): the density
+#: check and the index bookkeeping cost more than they save on one step's ``[batch, n]``.
+EVENT_MIN_ROWS = 1024
 
 
 def _tensor(arr: np.ndarray) -> Tensor:
@@ -76,17 +105,104 @@ class ProjectionModule(nn.Module):
         return self.payload.replace(weight=project_weights(w, self.constraints))
 
 
+def _events(x2d: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Nonzero entries of ``x2d`` in row-major order: (rows, cols, values)."""
+    rows, cols = x2d.nonzero(as_tuple=True)
+    return rows, cols, x2d[rows, cols]
+
+
+def _offsets(keys: Tensor, n: int) -> Tensor:
+    """Start of each of ``n`` bags in a list sorted by ``keys`` (for :func:`F.embedding_bag`)."""
+    offsets = torch.zeros(n, dtype=torch.long, device=keys.device)
+    if n > 1:
+        offsets[1:] = torch.bincount(keys, minlength=n)[:-1].cumsum(0)
+    return offsets
+
+
+def _bag_sum(index: Tensor, table: Tensor, offsets: Tensor, weights: Tensor) -> Tensor:
+    """``out[b] = sum_{k in bag b} weights[k] * table[index[k]]`` (an embedding-bag sum)."""
+    if index.numel() == 0:
+        return table.new_zeros(offsets.numel(), table.shape[1])
+    return F.embedding_bag(index, table, offsets, mode="sum", per_sample_weights=weights.to(table.dtype))
+
+
+class EventMatmul(torch.autograd.Function):
+    """``y = x @ W^T`` computed from the nonzero entries ("events") of ``x`` only.
+
+    With ``E`` the set of nonzero ``(m, i)`` of ``x`` (``[M, n_pre]``)::
+
+        y[m, :]      = sum_{(m, i) in E} x[m, i] * W[:, i]          (forward)
+        dL/dW[:, i]  = sum_{(m, i) in E} x[m, i] * dL/dy[m, :]       (weight gradient)
+        dL/dx        = dL/dy @ W                                     (dense; only if x needs it)
+
+    Both sums are embedding-bag sums over ``|E|`` rows of length ``n_post``:
+    ``O(|E| n_post)`` work instead of ``O(M n_pre n_post)``.  The backward
+    keeps ``x`` (or nothing more than its events) and ``W``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x2d: Tensor, w: Tensor) -> Tensor:  # type: ignore[override]
+        rows, cols, vals = _events(x2d)
+        y = _bag_sum(cols, w.t().contiguous(), _offsets(rows, x2d.shape[0]), vals)
+        ctx.save_for_backward(rows, cols, vals, w)
+        ctx.n_pre = x2d.shape[1]
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad_y: Tensor):  # type: ignore[override]
+        rows, cols, vals, w = ctx.saved_tensors
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_x = grad_y @ w
+        if ctx.needs_input_grad[1]:
+            order = torch.argsort(cols, stable=True)
+            grad_w = _bag_sum(rows[order], grad_y.contiguous(), _offsets(cols[order], ctx.n_pre), vals[order]).t()
+        return grad_x, grad_w
+
+
+def event_linear(x: Tensor, w: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+    """``F.linear(x, w, bias)`` through :class:`EventMatmul` (``x [..., n_pre] -> [..., n_post]``)."""
+    lead = x.shape[:-1]
+    y = EventMatmul.apply(x.reshape(-1, x.shape[-1]), w).reshape(*lead, w.shape[0])
+    return y if bias is None else y + bias
+
+
 class DenseProjection(ProjectionModule):
-    """``I = x @ W.T + bias``."""
+    """``I = x @ W.T + bias``, dense or event-driven (see the module docstring)."""
 
     def __init__(self, node_id: str, payload: Dense, constraints: ResolvedConstraints) -> None:
         super().__init__(node_id, payload, constraints)
         self.has_bias = payload.bias is not None
         if self.has_bias:
             self._register("bias", payload.bias)
+        #: "auto" (by measured input density), "event" or "dense"; see :func:`set_event_driven`.
+        self.event_mode = "auto"
+        self.event_threshold = EVENT_DENSITY_THRESHOLD
+        #: The path the last call with >= EVENT_MIN_ROWS rows took, and the density it measured (diagnostics).
+        self.last_path: Optional[str] = None
+        self.last_density: Optional[float] = None
+
+    def use_events(self, x: Tensor) -> bool:
+        """Whether ``x`` goes through the event-driven path (measures its density in ``auto`` mode)."""
+        if self.event_mode == "dense" or x.dtype not in (torch.float32, torch.float64):
+            return False
+        rows = x.numel() // max(x.shape[-1], 1)
+        if self.event_mode == "event":
+            return True
+        if rows < EVENT_MIN_ROWS or x.numel() == 0:
+            return False
+        density = float(torch.count_nonzero(x)) / x.numel()
+        self.last_density = density
+        return density <= self.event_threshold
 
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
-        return F.linear(x, w, self.bias if self.has_bias else None)
+        bias = self.bias if self.has_bias else None
+        if self.event_mode != "dense" and self.use_events(x):
+            self.last_path = "event"
+            return event_linear(x, w, bias)
+        if x.numel() // max(x.shape[-1], 1) >= EVENT_MIN_ROWS:
+            self.last_path = "dense"
+        return F.linear(x, w, bias)
 
     def to_payload(self) -> Projection:
         payload = super().to_payload()
@@ -95,17 +211,125 @@ class DenseProjection(ProjectionModule):
         return payload
 
 
+def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
+    """A CSR tensor view of the synapses (torch warns that CSR support is "beta"; the ops used here are tested)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, col, values, shape, dtype=values.dtype, device=values.device,
+                                       check_invariants=False)
+
+
+class SparseMatmul(torch.autograd.Function):
+    """``y = (S @ x^T)^T`` with ``S`` the CSR matrix ``(crow, col, values)``, ``[n_post, n_pre]``.
+
+    ``values`` (one per synapse, CSR order) and ``x`` (``[M, n_pre]``) are the
+    differentiable inputs::
+
+        dL/dvalues[k] = sum_m dL/dy[m, post_k] * x[m, pre_k]     (sampled dense-dense product)
+        dL/dx         = (S^T @ dL/dy^T)^T                         (CSR of the transpose)
+
+    so the gradient exists for stored synapses only.  ``t_perm`` reorders the
+    values into the CSR order of ``S^T`` (``t_crow``, ``t_col``).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, values: Tensor, x2d: Tensor, crow: Tensor, col: Tensor, t_crow: Tensor, t_col: Tensor,
+                t_perm: Tensor, n_post: int) -> Tensor:  # type: ignore[override]
+        n_pre = x2d.shape[1]
+        if values.numel() == 0:
+            y = x2d.new_zeros(x2d.shape[0], n_post)
+        else:
+            y = (_csr(crow, col, values, (n_post, n_pre)) @ x2d.t()).t()
+        ctx.save_for_backward(values, x2d, crow, col, t_crow, t_col, t_perm)
+        ctx.n_post = n_post
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad_y: Tensor):  # type: ignore[override]
+        values, x2d, crow, col, t_crow, t_col, t_perm = ctx.saved_tensors
+        n_post, n_pre = ctx.n_post, x2d.shape[1]
+        grad_values = grad_x = None
+        empty = values.numel() == 0
+        if ctx.needs_input_grad[0]:
+            if empty:
+                grad_values = torch.zeros_like(values)
+            else:
+                pattern = _csr(crow, col, torch.zeros_like(values), (n_post, n_pre))
+                grad_values = torch.sparse.sampled_addmm(pattern, grad_y.t().contiguous(), x2d.to(grad_y.dtype),
+                                                         beta=0.0).values()
+        if ctx.needs_input_grad[1]:
+            if empty:
+                grad_x = torch.zeros_like(x2d)
+            else:
+                st = _csr(t_crow, t_col, values[t_perm], (n_pre, n_post))
+                grad_x = (st @ grad_y.t()).t()
+        return grad_values, grad_x, None, None, None, None, None, None
+
+
+def _crow(keys: np.ndarray, n: int) -> Tensor:
+    crow = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(keys, minlength=n), out=crow[1:])
+    return torch.from_numpy(crow)
+
+
 class SparseProjection(ProjectionModule):
-    """``I[..., post[k]] += W[k] * x[..., pre[k]]`` over the synapse list."""
+    """``I[..., post[k]] += W[k] * x[..., pre[k]]`` over the synapse list, as a CSR sparse matmul.
+
+    The synapses are kept sorted by ``(post, pre)`` (CSR order): ``weight``
+    and the constraint buffers hold them in that order, and :meth:`to_payload`
+    puts them back in the IR's order.  ``synapse_order[j]`` is the IR index of
+    stored synapse ``j``.  No ``n_post x n_pre`` array is built.
+    """
 
     def __init__(self, node_id: str, payload: Sparse, constraints: ResolvedConstraints) -> None:
-        super().__init__(node_id, payload, constraints)
-        self.register_buffer("post_index", torch.tensor(np.array(payload.post_index), dtype=torch.long))
-        self.register_buffer("pre_index", torch.tensor(np.array(payload.pre_index), dtype=torch.long))
+        post = np.asarray(payload.post_index, dtype=np.int64)
+        pre = np.asarray(payload.pre_index, dtype=np.int64)
+        order = np.lexsort((pre, post))  # CSR order, stable
+        sorted_payload = payload.replace(weight=np.asarray(payload.weight)[order], post_index=post[order],
+                                         pre_index=pre[order])
+        sorted_cons = type(constraints)(
+            **{k: np.asarray(getattr(constraints, k))[order] for k in ("sign", "mask", "low", "high")})
+        super().__init__(node_id, sorted_payload, sorted_cons)
+        self.payload, self.constraints = payload, constraints  # the IR's order, for to_payload
+        self.synapse_order = order
+        post, pre = post[order], pre[order]
+        t_perm = np.argsort(pre, kind="stable")  # CSR order of S^T
+        self.register_buffer("post_index", torch.from_numpy(post.copy()))
+        self.register_buffer("pre_index", torch.from_numpy(pre.copy()))
+        self.register_buffer("crow", _crow(post, self.n_post))
+        self.register_buffer("t_crow", _crow(pre, self.n_pre))
+        self.register_buffer("t_col", torch.from_numpy(post[t_perm].copy()))
+        self.register_buffer("t_perm", torch.from_numpy(t_perm.astype(np.int64)))
 
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
-        out = x.new_zeros(*x.shape[:-1], self.n_post)
-        return out.index_add(-1, self.post_index, x.index_select(-1, self.pre_index) * w)
+        lead = x.shape[:-1]
+        x2d = x.reshape(-1, x.shape[-1]).to(w.dtype)
+        y = SparseMatmul.apply(w, x2d, self.crow, self.pre_index, self.t_crow, self.t_col, self.t_perm, self.n_post)
+        return y.reshape(*lead, self.n_post)
+
+    def to_payload(self) -> Projection:
+        w_sorted = self.effective_weight().detach().cpu().double().numpy()
+        w = np.empty_like(w_sorted)
+        w[self.synapse_order] = w_sorted
+        return self.payload.replace(weight=project_weights(w, self.constraints))
+
+
+def set_event_driven(module: nn.Module, mode: str = "auto", threshold: Optional[float] = None) -> None:
+    """Choose dense or event-driven matmuls for every :class:`DenseProjection` in ``module``.
+
+    ``mode``: ``"auto"`` (event-driven when the measured input density is at
+    most ``threshold``, default :data:`EVENT_DENSITY_THRESHOLD`), ``"event"``
+    (always) or ``"dense"`` (never).  Pass one projection module to set it alone.
+    """
+    if mode not in ("auto", "event", "dense"):
+        raise ValidationError(f"set_event_driven: mode={mode!r}; expected 'auto', 'event' or 'dense'")
+    if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
+        raise ValidationError(f"set_event_driven: threshold={threshold!r}; expected a density in [0, 1]")
+    for m in module.modules():
+        if isinstance(m, DenseProjection):
+            m.event_mode = mode
+            if threshold is not None:
+                m.event_threshold = float(threshold)
 
 
 class OneToOneProjection(ProjectionModule):

@@ -80,7 +80,7 @@ class LIFScan(torch.autograd.Function):
     The loop runs on the shifted membrane ``s = v - v_th`` with the input term
     and the gain folded in once per call, so a step is 3-4 tensor operations::
 
-        C_t = (1-a)*(v_leak - v_th + r*(D_t + b)),   W' = diag((1-a)*r) W     (all steps at once)
+        C_t = (1-a)*(v_leak - v_th) + (1-a)*r*(D_t + b),   W' = diag((1-a)*r) W     (all steps at once)
         x_t = a*s_{t-1} + C_t + z_{t-d} W'^T;   z_t = H(x_t);   s_t = lerp(x_t, v_reset - v_th, z_t) | x_t - z_t*v_th
 
     (``lerp`` with weight 0 or 1 returns exactly one end.)  This is the same
@@ -95,7 +95,7 @@ class LIFScan(torch.autograd.Function):
         recurrent = weight is not None
         gain = (1.0 - a) * r
         inp = drive if bias is None else drive + bias
-        c_all = (1.0 - a) * (v_leak - v_th + r * inp)
+        c_all = torch.addcmul((1.0 - a) * (v_leak - v_th), inp, gain)  # (1-a)*(v_leak - v_th) + (1-a)*r*I
         x_all = torch.empty_like(drive)
         z_all = torch.empty_like(drive)
         s_all = torch.empty_like(drive)

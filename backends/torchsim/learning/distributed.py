@@ -287,6 +287,11 @@ class DataParallelRun:
         mode = self.options.gradient_sync
         if mode == "auto":
             mode = "ddp" if isinstance(algorithm, (BPTT, TBPTT)) else "allreduce"
+        elif mode == "ddp" and hasattr(algorithm, "compute_gradients"):
+            raise ValidationError(
+                f"Distributed.gradient_sync='ddp': {type(algorithm).__name__} computes its gradients outside autograd, "
+                f"where DDP's hooks do not see them; use gradient_sync='allreduce' (or 'auto')"
+            )
         self.mode = mode
         self.model = model
         if mode == "ddp":

@@ -25,7 +25,11 @@ trace ``xhat^t = kappa xhat^{t-1} + x^t``: ``dL/dW_kj = sum_t g_k^t (1-kappa) r_
 Without recurrent projections into the hidden layer the result equals the
 autograd (BPTT) gradient exactly (``tests/test_eprop.py``); with recurrence it
 drops the indirect paths through other neurons, as in the paper.  Memory is
-independent of the number of steps: per hidden projection ``O(batch*n_post*n_pre)``.
+independent of the number of steps: per hidden projection ``O(batch*n_post*n_pre)``,
+plus ``O(chunk*batch*n)`` for the simulation, which runs ``chunk`` steps per
+call of the model (continuing from the previous call's state), plus the
+returned outputs ``[T, batch, n_out]``.  Nothing is recorded for autograd
+(``tests/test_eprop_memory.py``; ``benchmarks/eprop_memory.py`` measures it).
 
 Feedback variants (objects): :class:`SymmetricFeedback` (``B = W_out^T``),
 :class:`RandomFeedback` (fixed random ``B``), :class:`AdaptiveFeedback`
@@ -208,6 +212,9 @@ class EProp:
 
     feedback: Any = field(default_factory=SymmetricFeedback)
     step_optimizer: bool = True
+    #: Steps simulated per call of the model (the run continues from the previous chunk's state).  Only
+    #: the simulation's per-call buffers depend on it; the gradients do not.
+    chunk: int = 128
 
     def state_dict(self) -> dict[str, Any]:
         """The feedback matrices (random/adaptive), for bit-identical resume from a checkpoint."""
@@ -313,13 +320,28 @@ class EProp:
 
         for dyn in plan.hidden.values():
             dyn.capture = True
+        chunk = max(1, int(self.chunk))
+        pieces: dict[str, list[Tensor]] = {}
+        state = None
         try:
             with torch.no_grad():
-                result = model(xs, on_step=on_step)
+                # Chunks of time, each continuing from the last one's state: the simulation's per-run buffers
+                # (input drive, output traces) are O(chunk), so memory does not grow with the number of steps.
+                for t0 in range(0, steps, chunk):
+                    part = {k: v[t0:t0 + chunk] for k, v in xs.items()}  # [T, B, n]; the model wants its layout
+                    if model.batch_first:
+                        part = {k: v.transpose(0, 1) for k, v in part.items()}
+                    result = model(part, state=state,
+                                   on_step=lambda t, now, neurons, history, t0=t0: on_step(t0 + t, now, neurons, history))
+                    state = result.state
+                    for k, v in result.outputs.items():
+                        pieces.setdefault(k, []).append(v.detach())
         finally:
             for dyn in plan.hidden.values():
                 dyn.capture = False
                 dyn.captured = None
+        time_dim = 1 if model.batch_first else 0
+        outputs = {k: torch.cat(v, dim=time_dim) if len(v) > 1 else v[0] for k, v in pieces.items()}
         self._write_gradients(plan)
         #: bytes held by the traces at the end of the run (independent of the number of steps)
         self.trace_bytes = sum(
@@ -329,7 +351,7 @@ class EProp:
             + list(getattr(p, "filtered", None) or ()) + list(getattr(p, "filtered_b", None) or ())
             if t is not None
         )
-        return StepResult(sum(losses), {k: v.detach() for k, v in result.outputs.items()})
+        return StepResult(sum(losses), outputs)
 
     @staticmethod
     def _eligibility(hp: _HiddenProj, dyn: Any, c: Any, psi: Tensor, eps: Tensor, slot: str) -> Tensor:
