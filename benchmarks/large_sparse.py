@@ -41,9 +41,9 @@ def build_graph(neurons: int, fan_in: int, inputs: int, input_fan_in: int, seed:
     post = np.repeat(np.arange(neurons, dtype=np.int64), input_fan_in)
     pre = rng.integers(0, inputs, post.size)
     g.sparse("x", "h", post_index=post, pre_index=pre,
-             weight=rng.normal(1.0, 0.5, post.size).astype(np.float32) / np.sqrt(input_fan_in) * 4.0, name="in")
+             weight=rng.normal(3.0, 1.0, post.size).astype(np.float32), name="in")
     post = np.repeat(np.arange(neurons, dtype=np.int64), fan_in)
-    pre = rng.integers(0, neurons, post.size)
+    pre = np.sort(rng.integers(0, neurons, (neurons, fan_in)), axis=1).ravel()  # rows in CSR order
     g.sparse("h", "h", post_index=post, pre_index=pre,
              weight=rng.normal(0.0, 1.0, post.size).astype(np.float32) / np.sqrt(fan_in), name="rec")
     g.output("y", "h")

@@ -224,30 +224,41 @@ def _run(graph: Graph, mode: str, batch: int, steps: int, dtype: str, window: An
     return {"measured": int(peak), "model_rss": int(model_bytes)}
 
 
-def child(case: list) -> None:
+def child(cases: list) -> None:
+    """Measure each case in turn (one JSON line each); each starts from a fresh baseline."""
     import torch
 
     torch.set_num_threads(1)
-    name, mode, batch, steps, dtype, window, optimizer = case
-    graph = network(name)
-    # warm-up on a tiny network: kernel initialisation, autograd engine, allocator arenas
-    _run(dense_rec(5, 8, 2), mode, 2, 4, dtype, 2 if window else None, optimizer)
-    gc.collect()
-    print(json.dumps(_run(graph, mode, batch, steps, dtype, window, optimizer)))
+    for name, mode, batch, steps, dtype, window, optimizer in cases:
+        graph = network(name)
+        # warm-up on a tiny network: kernel initialisation, autograd engine, allocator arenas
+        _run(dense_rec(5, 8, 2), mode, 2, 4, dtype, 2 if window else None, optimizer)
+        gc.collect()
+        print(json.dumps(_run(graph, mode, batch, steps, dtype, window, optimizer)), flush=True)
+        del graph
+        gc.collect()
+
+
+def measure_many(cases: list, optimizer: Any = None) -> list[dict[str, Any]]:
+    """Run ``cases`` in one fresh process; return the estimate, the measurement and their ratio for each."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0", MALLOC_ARENA_MAX="1",
+               OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, __file__, "--child", json.dumps([[*c, optimizer] for c in cases])], env=env,
+                         capture_output=True, text=True, check=True)
+    lines = [json.loads(line) for line in out.stdout.strip().splitlines() if line.startswith("{")]
+    results = []
+    for case, measured in zip(cases, lines):
+        name, mode, batch, steps, dtype, window = case
+        report = ntgraph.estimate_memory(network(name), batch=batch, steps=steps, mode=mode, dtype=dtype,
+                                         window=window, optimizer=optimizer)
+        results.append({"case": case, "estimate": report.total, "report": report, **measured,
+                        "ratio": report.total / max(measured["measured"], 1)})
+    return results
 
 
 def measure(case: tuple, optimizer: Any = None) -> dict[str, Any]:
-    """Run one case in a fresh process; return the estimate, the measurement and their ratio."""
-    name, mode, batch, steps, dtype, window = case
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0", MALLOC_ARENA_MAX="1",
-               OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps([*case, optimizer])], env=env,
-                         capture_output=True, text=True, check=True)
-    measured = json.loads(out.stdout.strip().splitlines()[-1])
-    report = ntgraph.estimate_memory(network(name), batch=batch, steps=steps, mode=mode, dtype=dtype,
-                                     window=window, optimizer=optimizer)
-    return {"case": case, "estimate": report.total, "report": report, **measured,
-            "ratio": report.total / max(measured["measured"], 1)}
+    """Run one case in a fresh process (see :func:`measure_many`)."""
+    return measure_many([case], optimizer)[0]
 
 
 def main() -> None:

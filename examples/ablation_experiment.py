@@ -13,12 +13,16 @@ relative to the intact network's, ``(acc(f) - chance) / (acc(0) - chance)``: 1
 means ablation changes nothing, 0.5 a linear fall to chance.
 
 Run (full, after the classification run that saved its networks; the numbers in
-docs/experiments/ablation.md):
+docs/experiments/ablation.md; each ablation run takes about 5-10 min on 2 busy cores):
     nice .venv/bin/python examples/classification_experiment.py --models-dir /tmp/ntgraph-cls-models
     nice .venv/bin/python examples/ablation_experiment.py --models-dir /tmp/ntgraph-cls-models
+    nice .venv/bin/python examples/ablation_experiment.py --models-dir /tmp/ntgraph-cls-models \
+        --tag hidden --projections 'x->hidden' 'hidden->hidden'
+(quote the projection names: an unquoted ``>`` is a shell redirection).
 Without saved networks it trains them first (the classification settings).
 Smoke (seconds):  .venv/bin/python examples/ablation_experiment.py --smoke
-Writes docs/experiments/data/ablation.json and docs/img/ablation.png.
+Writes docs/experiments/data/ablation_<tag>.json and docs/img/ablation_<tag>.png
+(``--tag``, default ``recurrent``).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ latency-coded (one spike per pixel, brighter earlier), MNIST-5k rate-coded,
 Randman (10 classes, 20 channels) and the grasshopper louder/quieter task
 (one real auditory receptor's spike train, ``load_grasshopper``).
 
-Run (full, the numbers in docs/experiments/classification.md; about 25 min on 2 busy cores):
+Run (full, the numbers in docs/experiments/classification.md; about 27 min on 2 busy cores):
     nice .venv/bin/python examples/classification_experiment.py --models-dir /tmp/ntgraph-cls-models
 Smoke (a few iterations, seconds):
     .venv/bin/python examples/classification_experiment.py --smoke

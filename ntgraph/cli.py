@@ -21,6 +21,8 @@ from ._atomic import atomic_write
 from .compiler import simulate
 from .errors import FileFormatError, NtgraphError, TrainingInterrupted, ValidationError
 from .graph import Graph
+from .memory import MODES as MEMORY_MODES
+from .memory import estimate_memory
 from .passes import default_pipeline
 from .registry import get_backend, get_importer
 
@@ -147,6 +149,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     prepared = default_pipeline().run(graph)
     print()
     print("resources:", ", ".join(f"{k}={v}" for k, v in prepared.attrs["resources"].items()))
+    print()
+    try:
+        report = estimate_memory(graph, args.target, batch=args.batch, steps=args.steps, mode=args.mode,
+                                 dtype=args.dtype, window=args.window, optimizer=args.optimizer)
+    except NtgraphError as exc:  # e.g. a backend without an estimator, or not installed
+        print(f"memory: not estimated ({exc})")
+    else:
+        print(report)
     return 0
 
 
@@ -314,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="print a saved graph: one line per node, a summary table, resources")
     p.add_argument("file", help="a graph file (.ntg, or any importable format such as .nir)")
+    p.add_argument("--target", default="torch", help="backend whose memory to estimate (default torch)")
+    p.add_argument("--batch", type=int, default=1, help="batch size of the memory estimate (default 1)")
+    p.add_argument("--steps", type=int, default=100, help="time steps T of the memory estimate (default 100)")
+    p.add_argument("--mode", default="inference", choices=MEMORY_MODES, help="what is run (default inference)")
+    p.add_argument("--window", type=int, default=None, help="TBPTT window in steps (with --mode tbptt)")
+    p.add_argument("--dtype", default="float32", help="float32 (default), float64, float16 or bfloat16")
+    p.add_argument("--optimizer", default=None, choices=["sgd", "momentum", "adam"], help="adds its state (training modes)")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("run", help="simulate a saved graph on input arrays and save the outputs")

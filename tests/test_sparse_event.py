@@ -21,6 +21,7 @@ TOL = 1e-6
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, tol: float = TOL) -> bool:
+    a, b = a.detach(), b.detach()
     scale = max(1.0, float(b.abs().max()))
     return float((a - b).abs().max()) <= tol * scale
 

@@ -2,44 +2,50 @@
 
 Called through :func:`ntgraph.estimate_memory` on the prepared graph.  With
 ``s`` the dtype's item size, ``B`` the batch, ``T`` the steps (``K`` the TBPTT
-window) and ``n`` a population's size, the components are (bytes):
+window, else ``T``), ``n`` a population's size and ``nnz`` a projection's
+stored synapses, the components are (bytes):
 
-* ``parameters``: every weight, bias and neuron parameter, ``s`` each (scalar
-  parameters are one element);
-* ``constraint buffers``: the sign (``s``), bounds (``2s``) and connectivity
-  mask (1 byte) per stored weight, where the resolved constraints need them
-  (the same test as :class:`~backends.torchsim.projections.ProjectionModule`);
-* ``sparse indices``: ``2 * 8`` bytes (int64 pre and post index) per synapse;
+* ``parameters``: every weight, bias and neuron parameter (per neuron), ``s`` each;
+* ``constraint buffers``: sign (``s``), bounds (``2s``) and mask (1 byte) per
+  stored weight where the resolved constraints need them (the test of
+  :class:`~backends.torchsim.projections.ProjectionModule`);
+* ``sparse indices``: the CSR of a Sparse projection and of its transpose,
+  ``8*(4*nnz + n_post + n_pre + 2)`` (int64);
+* ``IR constraint arrays``: the numpy arrays of the resolved constraints that
+  the module's prepared graph keeps (sign int8, mask bool, low/high float64:
+  18 bytes per stored weight), computed exactly from the prepared graph;
 * ``inputs``: ``T*B*n_in*s`` per Input;
-* ``input drive``: ``T*B*n*s`` per population driven by Inputs (all steps are
-  projected at once), plus ``2*T*B*nnz*s`` for a Sparse projection from an Input
-  (the gathered and weighted synapses);
 * ``effective weights``: one weight-sized tensor per projection whose
-  constraints map the free weights, ``+ (s + 1)`` bytes per weight in the
-  training modes for what autograd keeps of the map (``|w|``, ``sign != 0``);
-* ``states``: two copies (old, new) of every state variable, ``B*n*s`` each, the
-  delay history, and for Sparse projections between populations the per-step
-  gather ``2*B*nnz*s``;
-* ``recorded outputs``: ``T*B*n*s`` per Output of a population and per probe,
-  twice (the per-step list and the stacked tensor coexist at the end of a
-  forward) without gradients; once more with gradients the list is part of the
-  activations;
-* ``activations (BPTT)``: what autograd saves per step, times ``T`` (``K`` for
-  TBPTT), per population ``c_model * B*n*s``, per Sparse projection between
-  populations ``c_sparse * B*nnz*s``, per Dense one ``c_pre * B*n_pre*s``.
-  The coefficients are **probed**, not hard-coded: a population of 16 neurons
-  of the same model, options and dtype is built and run for 3 and 6 steps under
-  ``torch.autograd.graph.saved_tensors_hooks`` and the difference per step and
-  neuron is taken (cached), so the estimate follows the backend's step functions;
-* ``gradients``: one copy of every learnable tensor, plus, in BPTT/TBPTT, the
-  gradient of the input drive (``2*T*B*n*s``: the per-step gradients and their stack);
+  constraints map the free weights, ``+ (s + 1)`` per weight in BPTT/TBPTT
+  for what autograd keeps of a sign map (``|w|``, ``sign != 0``);
+* ``run: kept`` and ``run: transient peak``: each population's run on the fast
+  path (``backends/torchsim/layered.py``) needs :data:`RUN_UNITS` times
+  ``K*B*n*s`` for its input current, the scan's ``[T, B, n]`` buffers, its
+  trajectory and, in training, what the backward pass keeps and allocates.  A
+  fraction :data:`KEPT_FRACTION` stays until the end of the forward/backward
+  and adds up over populations; the rest is transient, and only the largest
+  counts (populations run one after another).  Populations that run in a step
+  loop (cycles, ALIF, IF, rate models, sparse self-projections) under autograd
+  use :data:`STEPS_GRAD_UNITS` plus the bytes autograd saves per step and
+  neuron, **probed** on a 16-neuron population of the same model, options and
+  dtype under ``torch.autograd.graph.saved_tensors_hooks`` (cached), plus one
+  ``B*n_pre`` per step for each projection inside the loop;
+* ``states``: two copies of every state variable (``B*n*s``) and the delay history;
+* ``recorded outputs``: probes (``T*B*n*s`` each); on the reference step loop
+  (e-prop) also every Output's per-step list and its stack (``2*T*B*n*s``);
+  TBPTT concatenates the windows' outputs;
+* ``input drive``: on the reference loop (e-prop), ``T*B*n*s`` per population driven by Inputs;
+* ``gradients``: one copy of every learnable tensor (and two ``nnz`` buffers per Sparse projection);
 * ``optimizer state``: 0 (sgd), 1 (momentum) or 2 (adam) copies of the learnable tensors;
 * ``e-prop traces``: per hidden projection ``B*n_post*n_pre*s`` times
-  (1 eligibility + ``d+1`` filtered traces (``d``: the readout delay) + 1 for ALIF's
-  adaptation trace + 2 transient products), and ``B*n_pre*s`` per readout projection.
+  (1 eligibility + ``d+1`` filtered (``d``: the readout delay) + 1 for ALIF's
+  adaptation trace + 3 transient products), and ``B*n_pre*s`` per readout projection.
 
-The total is the sum: the peak of one forward (inference), or of one forward
-plus backward.  ``docs/memory.md`` compares it with peaks measured in fresh processes.
+The total is the sum: the predicted peak of one forward (inference) or one
+training step.  The unit tables were measured on the implementation of
+2026-11-23 with ``benchmarks/memory_check.py`` (peak RSS of fresh processes);
+re-measure them when the run path changes (``tests/test_memory.py`` fails
+beyond 20 %).  ``docs/memory.md`` has the comparison table.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ import torch
 
 from ntgraph.errors import ValidationError
 from ntgraph.graph import Graph
-from ntgraph.ir import Dense, OneToOne, Population, Projection, Sparse
+from ntgraph.ir import Dense, Population, Projection, Sparse
 from ntgraph.models import LI, NeuronModel
 
 __all__ = ["estimate", "saved_per_step", "DTYPES"]
@@ -107,37 +113,19 @@ def _probe(kind: str, model: NeuronModel, learnable: tuple, detach_reset: bool, 
 def _run_probe(kind: str, model: NeuronModel, learnable: tuple, detach_reset: bool, dtype_name: str) -> float:
     import ntgraph
 
+    if kind != "population":
+        raise ValueError(f"unknown probe kind {kind!r}")
     g = Graph("probe")
     n, b = _PROBE_N, _PROBE_B
     g.input("x", n)
     g.population("p", model, n, learnable=learnable)
     g.dense("x", "p")
-    if kind == "population":
-        g.output("y", "p")
-    elif kind == "dense_pre":  # a Dense projection from p, minus the population alone
-        g.population("q", LI(tau_mem=1.0), 1)
-        g.dense("p", "q")
-        g.output("y", "q")
-    elif kind == "sparse":  # a Sparse recurrent projection p -> p, minus the population alone
-        g.sparse("p", "p", post_index=np.repeat(np.arange(n), n), pre_index=np.tile(np.arange(n), n), delay=1)
-        g.output("y", "p")
+    g.output("y", "p")
     dtype = DTYPES[dtype_name]
     module = ntgraph.compile(g, "torch", dt=_probe_dt(model), dtype=dtype, detach_reset=detach_reset,
                              low_precision_tolerance=float("inf"))
-
-    def per_step() -> float:
-        xs = [torch.rand(t, b, n, dtype=dtype) for t in (3, 6)]
-        s3, s6 = (_saved_bytes(module, x) for x in xs)
-        return (s6 - s3) / 3.0
-
-    value = per_step()
-    if kind == "population":
-        return value / (b * n * module_itemsize(dtype))
-    base = _probe("population", model, learnable, detach_reset, dtype_name) * b * n * module_itemsize(dtype)
-    if kind == "dense_pre":
-        base += _probe("population", LI(tau_mem=1.0), (), detach_reset, dtype_name) * b * 1 * module_itemsize(dtype)
-        return max(value - base, 0.0) / (b * n * module_itemsize(dtype))
-    return max(value - base, 0.0) / (b * n * n * module_itemsize(dtype))
+    s3, s6 = (_saved_bytes(module, torch.rand(t, b, n, dtype=dtype)) for t in (3, 6))
+    return (s6 - s3) / 3.0 / (b * n * module_itemsize(dtype))
 
 
 def _probe_dt(model: NeuronModel) -> float:
@@ -151,8 +139,7 @@ def module_itemsize(dtype: torch.dtype) -> int:
 
 
 def saved_per_step(kind: str, model: NeuronModel, learnable: tuple, detach_reset: bool, dtype: str) -> float:
-    """Probed coefficient: autograd bytes saved per step per neuron (``"population"``), per presynaptic
-    neuron of a Dense projection (``"dense_pre"``) or per synapse of a Sparse one (``"sparse"``), over the item size."""
+    """Probed coefficient: autograd bytes saved per step per neuron (``kind="population"``), over the item size."""
     scalar = _scalar_model(model)
     return _probe(kind, scalar, tuple(learnable), bool(detach_reset), dtype)
 
@@ -167,7 +154,7 @@ def _weight_elems(p: Projection) -> int:
 #: networks (n = 4000, T = 100, B = 32, float32) of the fast path (backends/torchsim/layered.py).
 RUN_UNITS = {
     ("lif", "inference"): 5.3, ("lif", "grad"): 9.1,
-    ("lif_rec", "inference"): 4.4, ("lif_rec", "grad"): 9.2,
+    ("lif_rec", "inference"): 4.7, ("lif_rec", "grad"): 9.2,
     ("li", "inference"): 3.1, ("li", "grad"): 3.1,
     ("cuba", "inference"): 6.3, ("cuba", "grad"): 10.1,
     ("steps", "inference"): 3.1,
@@ -243,7 +230,7 @@ def estimate(graph: Graph, *, batch: int, steps: int, mode: str, dtype: str, win
     fast = mode != "eprop"  # e-prop's per-step hook runs the reference step loop
     c = dict.fromkeys(["parameters", "constraint buffers", "sparse indices", "IR constraint arrays", "inputs",
                        "input drive", "effective weights", "run: kept", "run: transient peak", "states",
-                       "recorded outputs", "activations (BPTT)", "gradients", "optimizer state",
+                       "recorded outputs", "gradients", "optimizer state",
                        "e-prop traces"], 0)
     notes: list[str] = []
     learnable_elems = 0
@@ -274,8 +261,8 @@ def estimate(graph: Graph, *, batch: int, steps: int, mode: str, dtype: str, win
         if grad and (kind, "grad") not in RUN_UNITS:  # a step loop under autograd: probed saved tensors per step
             units = STEPS_GRAD_UNITS + saved_per_step("population", model, tuple(pop.learnable), detach_reset, dtype)
             units += sum(1.0 * graph.node_size(src) / pop.size for proj, src, _ in incoming
-                         if src in pops and kinds[src] == "steps" and not isinstance(graph[proj], Sparse)
-                         and _same_group(graph, src, pop_id))  # F.linear keeps its input spikes each step
+                         if src in pops and kinds[src] == "steps"
+                         and _same_group(graph, src, pop_id))  # a projection keeps its input spikes each step
         else:
             units = RUN_UNITS[(kind, "grad" if grad else "inference")]
         run_bytes = units * K * B * pop.size * s
@@ -287,7 +274,6 @@ def estimate(graph: Graph, *, batch: int, steps: int, mode: str, dtype: str, win
 
     for proj_id in graph.projections:
         p: Projection = graph[proj_id]
-        src, dst = graph.source(proj_id), graph.target(proj_id)
         w = _weight_elems(p)
         c["parameters"] += w * s
         if "weight" in p.learnable:
@@ -304,18 +290,11 @@ def estimate(graph: Graph, *, batch: int, steps: int, mode: str, dtype: str, win
         c["constraint buffers"] += w * (s * has_sign + 2 * s * has_bounds + 1 * has_mask)
         if has_sign or has_mask or has_bounds:
             c["effective weights"] += w * s + (w * (s + 1) if (grad and has_sign) else 0)
-        if not isinstance(p, Sparse):
-            continue
-        c["sparse indices"] += 2 * 8 * w
-        # Sparse: the gathered presynaptic values and their product with the weights, [..., nnz] each
-        in_loop = fast and kinds.get(dst) == "steps" and kinds.get(src) == "steps" and _same_group(graph, src, dst)
-        if src in inputs or (fast and not in_loop):  # applied to whole trajectories [T, B, nnz]
-            c["input drive"] += 2 * K * B * w * s
-        elif grad:  # inside a step loop under autograd: saved per step
-            coeff = saved_per_step("sparse", pops[dst].model, (), detach_reset, dtype)
-            c["activations (BPTT)"] += int(K * coeff * B * w * s)
-        else:
-            c["states"] += 2 * B * w * s
+        if isinstance(p, Sparse):
+            # CSR of S and of its transpose (SparseMatmul): post, pre, t_col, t_perm per synapse, two row pointers
+            c["sparse indices"] += 8 * (4 * w + (p.n_post + 1) + (p.n_pre + 1))
+            if grad:  # sampled_addmm's pattern and the permuted values, one value per synapse each
+                c["gradients"] += 2 * w * s
 
     c["run: transient peak"] = transient
     for src, n_hist in graph.attrs.get("history", {}).items():

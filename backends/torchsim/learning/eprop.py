@@ -293,12 +293,19 @@ class EProp:
                 x = presynaptic(hp.src, hp.delay, t, now, history)  # [B, I]
                 leak = (c.a * reset_factor[hp.pop])[:, :, None]
                 drive = ((1.0 - c.a) * c.r)[None, :, None]
-                hp.eps = drive * x[:, None, :] if hp.eps is None else leak * hp.eps + drive * x[:, None, :]
-                e = self._eligibility(hp, dyn, c, psi, hp.eps, "eps_a")
+                # In place where possible: these [B, J, I] updates are the whole per-step cost of e-prop.
+                if hp.eps is None:
+                    hp.eps = drive * x[:, None, :]
+                else:  # eps = leak*eps + drive (x) x, the outer product as a batched rank-1 update
+                    hp.eps.mul_(leak).baddbmm_(drive.expand(x.shape[0], -1, -1).to(x.dtype), x[:, None, :])
                 depth = plan.readout_delay.get(hp.pop, 0) + 1
                 if hp.filtered is None:
                     hp.filtered = deque(maxlen=depth)
-                hp.filtered.append(e if not hp.filtered else plan.kappa * hp.filtered[-1] + e)
+                if isinstance(dyn, ALIFDynamics):
+                    e = self._eligibility(hp, dyn, c, psi, hp.eps, "eps_a")
+                    hp.filtered.append(e.clone() if not hp.filtered else plan.kappa * hp.filtered[-1] + e)
+                else:  # LIF: e = psi*eps goes straight into ebar = kappa*ebar + e
+                    self._filter_into(hp.filtered, depth, plan.kappa, psi[:, :, None], hp.eps)
                 with_bias = hp.proj.has_bias and _wants(hp.proj, "bias")
                 if with_bias:
                     ones = drive[..., 0].expand(x.shape[0], -1)
@@ -352,6 +359,21 @@ class EProp:
             if t is not None
         )
         return StepResult(sum(losses), outputs)
+
+    @staticmethod
+    def _filter_into(filtered: deque, depth: int, kappa: float, psi: Tensor, eps: Tensor) -> None:
+        """Append ``kappa*filtered[-1] + psi*eps`` to ``filtered`` (at most ``depth`` long), reusing the evicted buffer."""
+        if not filtered:
+            filtered.append(psi * eps)
+        elif len(filtered) == depth:
+            buf = filtered.popleft()  # evicted now; it becomes the newest entry
+            if filtered:
+                torch.mul(filtered[-1], kappa, out=buf)
+            else:
+                buf.mul_(kappa)
+            filtered.append(buf.addcmul_(psi, eps))
+        else:
+            filtered.append(torch.addcmul(kappa * filtered[-1], psi, eps))
 
     @staticmethod
     def _eligibility(hp: _HiddenProj, dyn: Any, c: Any, psi: Tensor, eps: Tensor, slot: str) -> Tensor:
