@@ -1,8 +1,8 @@
 """Estimated against measured memory of compiled networks (docs/memory.md).
 
 Each case runs in a fresh Python process (``--child``), on one thread, with
-glibc told to serve every allocation of 64 KiB or more by ``mmap``
-(``MALLOC_MMAP_THRESHOLD_=65536``), so freed tensors leave the resident set
+glibc told to serve every allocation of 8 KiB or more by ``mmap``
+(``MALLOC_MMAP_THRESHOLD_=8192``; ``NTGRAPH_MMAP_THRESHOLD`` overrides it), so freed tensors leave the resident set
 at once.  The child builds the graph (numpy), runs a warm-up of the same mode
 on a tiny network (kernel and autograd-engine start-up), then:
 
@@ -241,7 +241,7 @@ def child(cases: list) -> None:
 
 def measure_many(cases: list, optimizer: Any = None) -> list[dict[str, Any]]:
     """Run ``cases`` in one fresh process; return the estimate, the measurement and their ratio for each."""
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0", MALLOC_ARENA_MAX="1",
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=os.environ.get("NTGRAPH_MMAP_THRESHOLD", "8192"), MALLOC_TRIM_THRESHOLD_="0", MALLOC_ARENA_MAX="1",
                OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, __file__, "--child", json.dumps([[*c, optimizer] for c in cases])], env=env,
                          capture_output=True, text=True, check=True)

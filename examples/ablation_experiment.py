@@ -105,7 +105,7 @@ def plot(result: dict, path: str) -> None:
             ax.axhline(result["chance"][d], color="k", ls=":", lw=1)
             ax.set_title(f"{d}: {s} |w| first" if s == "smallest" else f"{d}: random", fontsize=9)
             ax.set_ylim(0, 1)
-            ax.set_xlabel("fraction of " + " + ".join(result["config"]["projections"]) + " synapses removed")
+            ax.set_xlabel("fraction removed of " + " + ".join(result["config"]["projections"]), fontsize=8)
             ax.set_ylabel("test accuracy")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()

@@ -33,8 +33,7 @@ import argparse
 import json
 import os
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -54,8 +53,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-@dataclass(frozen=True)
-class Task:
+class Task(NamedTuple):
     """One dataset as the experiment uses it: a loader ``seed -> Splits`` of ``[T, F]`` samples and its budget."""
 
     name: str

@@ -39,7 +39,7 @@ the weights of the best validation PVar.  Baseline: holding the last recorded va
 
 Run:
   .venv/bin/python examples/reconstruct_activity.py --smoke            # seconds
-  nice .venv/bin/python examples/reconstruct_activity.py                # full, ~25 min on 2 cores
+  nice .venv/bin/python examples/reconstruct_activity.py                # full, ~15 min on 2 shared cores
   options: --datasets bold,teacher --models wc,snn --algorithms bptt,eprop --iterations N
 """
 

@@ -25,7 +25,8 @@ graph read back from ``digits.nir`` in the torch backend.
 Run:
   .venv/bin/python examples/train_once_run_everywhere.py --smoke     # seconds, few samples, no Lava
   nice .venv/bin/python examples/train_once_run_everywhere.py         # full, a few minutes
-  options: --epochs N --test-samples N --out DIR --simulators-sync a,b --simulators-pipelined a,b
+  options: --epochs N --test-samples N --dtype float32|float64 --out DIR --files DIR
+           --simulators-sync a,b --simulators-pipelined a,b
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def count_accuracy(spikes: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(spikes.sum(0), axis=-1) == labels))
 
 
-def run_files(graph: ntg.Graph, x: np.ndarray, labels: np.ndarray, folder: str) -> dict[str, Any]:
+def run_files(graph: ntg.Graph, x: np.ndarray, labels: np.ndarray, folder: str, dtype: str) -> dict[str, Any]:
     """Export to .ntg, .nir and .onnx, then score the exported files themselves."""
     from backends.nirio import from_nir, to_nir
     from backends.onnxio import run_onnx, to_onnx
@@ -119,12 +120,12 @@ def run_files(graph: ntg.Graph, x: np.ndarray, labels: np.ndarray, folder: str) 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         to_nir(graph, paths["nir"], dt=DT)
-    to_onnx(graph, paths["onnx"], dt=DT, mode="sequence", dtype="float32")
+    to_onnx(graph, paths["onnx"], dt=DT, mode="sequence", dtype=dtype)
     out: dict[str, Any] = {"files": {k: os.path.relpath(p, folder) for k, p in paths.items()},
                            "bytes": {k: os.path.getsize(p) for k, p in paths.items()}}
-    out["onnx file (onnxruntime)"] = count_accuracy(run_onnx(paths["onnx"], {"x": x})["y"], labels)
+    out["onnx file (onnxruntime)"] = count_accuracy(run_onnx(paths["onnx"], {"x": x.astype(dtype)})["y"], labels)
     back = from_nir(paths["nir"])
-    y = ntg.simulate(back, {"x": x}, target="torch", dt=DT)["y"]
+    y = ntg.simulate(back, {"x": x.astype(dtype)}, target="torch", dt=DT, dtype=dtype)["y"]
     out["nir file read back (torch)"] = count_accuracy(np.asarray(y), labels)
     return out
 
@@ -148,6 +149,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--simulators-sync", default=",".join(SYNC))
     parser.add_argument("--simulators-pipelined", default=None,
                         help=f"default {','.join(PIPELINED)} (smoke: torch,brian2)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                        help="arithmetic of torch (the reference), ONNX and the NIR read-back (default float32)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None,
                         help="folder for the JSON and the compare reports (default docs/experiments/data/train-once; "
@@ -173,14 +176,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     summary: dict[str, Any] = {"network": "64 -> 100 LIF (Dale 80% E) -> 10 LIF, zero reset, tau 10 ms, dt 1 ms",
                                "epochs": epochs, "train_s": round(train_s, 1), "test_samples": int(n_test),
-                               "steps": STEPS + TAIL, "reports": {}}
-    summary["exported"] = run_files(trained, x, labels, files_dir)
+                               "steps": STEPS + TAIL, "dtype": args.dtype, "reports": {}}
+    summary["exported"] = run_files(trained, x, labels, files_dir, args.dtype)
     np.save(os.path.join(files_dir, "x.npy"), x)
     np.save(os.path.join(files_dir, "labels.npy"), labels)
     for timing, sims in (("sync", args.simulators_sync), ("pipelined", pipelined)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            report = compare(trained, x, sims, dt=DT, timing=timing, labels=labels, dtype="float32")
+            report = compare(trained, x, sims, dt=DT, timing=timing, labels=labels, dtype=args.dtype)
         print(f"\n== timing={timing} ==")
         print(report)
         if out_dir:
@@ -195,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"{timing:10s} {r['simulator']:11s} {r['status']:9s} {acc:>8s} {agr:>9s}")
     if args.files:
         print(f"\nthe same from the command line:\n  ntgraph compare {files_dir}/digits.ntg --input {files_dir}/x.npy "
-              f"--labels {files_dir}/labels.npy --dt {DT} --dtype float32 --simulators {args.simulators_sync}")
+              f"--labels {files_dir}/labels.npy --dt {DT} --dtype {args.dtype} --simulators {args.simulators_sync}")
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
         with atomic_write(os.path.join(out_dir, "results.json"), "w") as fh:

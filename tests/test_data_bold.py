@@ -60,6 +60,12 @@ def test_time_split_windows_and_teacher_forcing():
     np.testing.assert_array_equal(train.x[0, 0], d.signal[0].astype(np.float32))
 
 
+def test_whole_recording_for_training():
+    d = load_hcp_bold("211619", window=10, val_fraction=0.0, test_fraction=0.0)
+    assert [p.y.shape for p in d.splits] == [(119, 10, 94), (0, 10, 94), (0, 10, 94)]
+    np.testing.assert_allclose(d.signal.mean(axis=0), 0.0, atol=1e-9)  # the training part is everything
+
+
 def test_cortical_only_drops_the_subcortical_rows():
     d = load_hcp_bold(cortical_only=True, standardize=None)
     assert d.signal.shape == (1200, 80)

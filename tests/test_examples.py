@@ -88,7 +88,8 @@ def smoke_reconstruct_activity():
 
 
 def smoke_train_once_run_everywhere():
-    summary = load("train_once_run_everywhere").main(["--smoke"])
+    # float64 reference: Brian2 and ONNX then reproduce every spike (float32 against float64 could split a threshold tie)
+    summary = load("train_once_run_everywhere").main(["--smoke", "--dtype", "float64"])
     rows = {(t, r["simulator"]): r for t, rs in summary["reports"].items() for r in rs}
     reference = rows["sync", "torch"]["accuracy"]
     for key in (("sync", "onnx"), ("sync", "brian2"), ("pipelined", "torch"), ("pipelined", "brian2")):

@@ -34,12 +34,14 @@ stored synapses, the components are (bytes):
 * ``recorded outputs``: probes (``T*B*n*s`` each); on the reference step loop
   (e-prop) also every Output's per-step list and its stack (``2*T*B*n*s``);
   TBPTT concatenates the windows' outputs;
-* ``input drive``: on the reference loop (e-prop), ``T*B*n*s`` per population driven by Inputs;
+* ``input drive``: on the reference loop (e-prop), ``min(T, chunk)*B*n*s`` per population driven by Inputs;
 * ``gradients``: one copy of every learnable tensor (and two ``nnz`` buffers per Sparse projection);
 * ``optimizer state``: 0 (sgd), 1 (momentum) or 2 (adam) copies of the learnable tensors;
 * ``e-prop traces``: per hidden projection ``B*n_post*n_pre*s`` times
   (1 eligibility + ``d+1`` filtered (``d``: the readout delay) + 1 for ALIF's
-  adaptation trace + 3 transient products), and ``B*n_pre*s`` per readout projection.
+  adaptation trace; updated in place), and ``B*n_pre*s`` per readout projection;
+  e-prop runs the reference loop ``EProp.chunk`` (128) steps per call, so its
+  input drive is ``O(chunk)``;
 
 The total is the sum: the predicted peak of one forward (inference) or one
 training step.  The unit tables were measured on the implementation of
@@ -160,11 +162,13 @@ RUN_UNITS = {
     ("steps", "inference"): 3.1,
 }
 
+#: Steps e-prop simulates per call of the module (``EProp.chunk``).
+EPROP_CHUNK = 128
 #: Extra ``K*B*n*s`` per population in truncated BPTT (measured on dense-rec, K = 50).
 TBPTT_PREVIOUS_WINDOW_UNITS = 3.0
 
 #: A step loop under autograd: its input current and stacked trajectory (plus the probed saved tensors).
-STEPS_GRAD_UNITS = 0.8
+STEPS_GRAD_UNITS = 1.5
 #: Part of a population's run memory that stays until the end of the forward (trajectory, membrane, what
 #: autograd saves); the rest is transient and the peaks of different populations do not add up
 #: (measured on two-population chains, benchmarks/memory_check.py).
@@ -253,9 +257,9 @@ def estimate(graph: Graph, *, batch: int, steps: int, mode: str, dtype: str, win
                     learnable_elems += n_el
         c["states"] += 2 * len(model.state_vars) * B * pop.size * s
         incoming = graph.meta(pop_id)["incoming"]
-        if not fast:  # reference loop without gradients (e-prop): the input drive, then step by step
+        if not fast:  # e-prop: the reference loop without gradients, EPROP_CHUNK steps per call
             if any(e[1] in inputs for e in incoming):
-                c["input drive"] += T * B * pop.size * s
+                c["input drive"] += min(T, EPROP_CHUNK) * B * pop.size * s
             continue
         kind = kinds[pop_id]
         if grad and (kind, "grad") not in RUN_UNITS:  # a step loop under autograd: probed saved tensors per step
@@ -305,8 +309,8 @@ def estimate(graph: Graph, *, batch: int, steps: int, mode: str, dtype: str, win
         c["recorded outputs"] = sum(T * B * n * s for n in probed)
         if mode == "tbptt":  # the windows' outputs, concatenated at the end
             c["recorded outputs"] += sum(2 * T * B * pops[k].size * s for k in kept)
-    else:
-        c["recorded outputs"] = sum(2 * T * B * n * s for n in [pops[k].size for k in kept] + probed)
+    else:  # e-prop: each chunk's outputs, then their concatenation
+        c["recorded outputs"] = sum((T + min(T, EPROP_CHUNK)) * B * n * s for n in [pops[k].size for k in kept] + probed)
     if mode != "inference":
         c["gradients"] += learnable_elems * s
         c["optimizer state"] = _OPT_COPIES[optimizer] * learnable_elems * s
@@ -361,6 +365,6 @@ def _eprop_traces(graph: Graph, B: int, s: int) -> int:
             if graph.target(out_proj) == readout:
                 delay = graph.meta(out_proj)["delay"]
         alif = type(graph[dst].model).__name__ == "ALIF"
-        total += B * p.n_post * p.n_pre * s * (1 + (delay + 1) + alif + 3)
+        total += B * p.n_post * p.n_pre * s * (1 + (delay + 1) + alif)  # updated in place
     return total
 

@@ -6,6 +6,13 @@ reading its source's output of step ``t - delay`` (delay 0: the output of this
 very step, already computed because sources come first), then takes one step
 of its neuron model.  Projections from Inputs are evaluated for all steps at
 once before the loop (one matmul per projection instead of ``T``).
+
+That step-by-step loop is the reference.  By default ``forward`` runs the same
+semantics group by group (``backends/torchsim/layered.py``): each strongly
+connected group of populations runs all ``T`` steps at once, LIF, CubaLIF and
+LI populations as single custom-autograd scans (``backends/torchsim/scan.py``).
+``model.fast = False`` forces the reference loop; per-step hooks (``on_step``)
+and populations with ``capture`` set use it automatically.
 """
 
 from __future__ import annotations

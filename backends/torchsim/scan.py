@@ -2,9 +2,10 @@
 
 :class:`LIFScan` runs a LIF population for all ``T`` steps of a forward pass
 at once, including its own delayed dense self-projection (the recurrent
-matmul), and records a single autograd node instead of ~10 per step.  The
-forward arithmetic is that of :meth:`LIFDynamics.step` in the same operation
-order, so spikes and membranes are bit-identical to the step-by-step path::
+matmul), and records a single autograd node instead of ~10 per step.  It
+computes the recurrence of :meth:`LIFDynamics.step` (rearranged for fewer
+operations per step, see :class:`LIFScan`; equal to the step-by-step path up
+to rounding in the last bits)::
 
     I_t  = D_t + W z_{t-d} + b                    (D: drive from outside, [T, B, n]; W, b, d: the self-projection)
     v1_t = a*v_{t-1} + (1-a)*(v_leak + r*I_t);    x_t = v1_t - v_th;    z_t = H(x_t)
@@ -35,7 +36,6 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["LIFScan", "LinearScan", "lif_scan", "linear_scan", "step_threads"]

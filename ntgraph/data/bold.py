@@ -224,8 +224,9 @@ def load_hcp_bold(
         w = window if window is not None else len(r)
         starts = np.arange(r.start, r.stop - w + 1, w, dtype=np.int64) if w and len(r) >= w else np.zeros(0, np.int64)
         offs = starts[:, None] + np.arange(w)[None, :]
-        y = signal[offs].astype(dtype).reshape(len(starts), w, -1)
-        x = signal[offs - lag].astype(dtype).reshape(len(starts), w, -1)
+        n = signal.shape[1]
+        y = signal[offs].astype(dtype).reshape(len(starts), w, n)
+        x = signal[offs - lag].astype(dtype).reshape(len(starts), w, n)
         return ArrayDataset(x, y, meta, {"t0": starts})
 
     splits = Splits(*(split(r) for r in ranges))
