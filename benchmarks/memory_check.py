@@ -28,8 +28,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -212,8 +210,7 @@ def _run(graph: Graph, mode: str, batch: int, steps: int, dtype: str, window: An
     _reset_hwm()
     if mode == "inference":
         with torch.no_grad():
-            result = module(x)
-        del result
+            module(x)
     else:
         out = graph.outputs[0]
         objective = L.CrossEntropyOverTime(output=out, reduce="mean")

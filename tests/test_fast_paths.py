@@ -169,6 +169,29 @@ def test_lif_scan_with_recurrence_and_learnable_parameters(surrogate, reset, det
     assert_same(g, runs)
 
 
+@pytest.mark.parametrize("detach_reset", [True, False], ids=["detached", "attached"])
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+@pytest.mark.parametrize("surrogate", [FastSigmoid(), ArcTan(), Triangle()], ids=["fast_sigmoid", "arctan", "triangle"])
+def test_alif_scan_with_recurrence(surrogate, reset, detach_reset):
+    """ALIF (adaptive threshold, gradient through the adaptation) with a delayed recurrent projection."""
+    g = ntg.Graph("alif", seed=6)
+    g.input("x", 10)
+    n = 14
+    g.population("h", ntg.ALIF(tau_mem=np.linspace(3e-3, 15e-3, n), tau_adapt=np.linspace(20e-3, 60e-3, n),
+                               beta=np.linspace(0.2, 1.5, n), v_th=0.5, v_leak=0.05, v_reset=-0.1, r=2.0, reset=reset), n)
+    g.dense("x", "h", scale=1.2)
+    g.dense("h", "h", scale=0.5, delay=1 + (reset == "zero"), bias=np.full(n, 0.05))
+    g.population("o", ntg.LI(tau_mem=5e-3), 3)
+    g.dense("h", "o")
+    g.output("y", "o")
+    model = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64)
+    assert [grp.kind for grp in plan_groups(model)] == ["alif", "li"]
+    xs = {"x": (np.random.default_rng(9).random((35, 4, 10)) < 0.35).astype(np.float64)}
+    runs = run_both(g, xs, seed=3, surrogate=surrogate, detach_reset=detach_reset)
+    assert runs[1][1]["h.spikes"].sum() > 20
+    assert_same(g, runs)
+
+
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
 def test_linear_scans_with_learnable_parameters(reset):
     """CubaLIF (current as a linear scan, then the LIF scan) and LI readouts, every parameter learnable."""

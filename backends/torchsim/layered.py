@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .neurons import CubaLIFDynamics, LIDynamics, LIFDynamics
+from .neurons import ALIFDynamics, CubaLIFDynamics, LIDynamics, LIFDynamics
 from .projections import DenseProjection
-from .scan import lif_scan, linear_scan, step_threads
+from .scan import alif_scan, lif_scan, linear_scan, step_threads
 
 if TYPE_CHECKING:  # pragma: no cover
     from .module import SimulationModule
@@ -48,6 +48,7 @@ class Group:
     """Populations that run together, ``members`` in step order.
 
     ``kind``: ``"lif"`` (a :class:`LIFScan`, ``self_proj`` = its dense self-projection and delay, or None),
+    ``"alif"`` (the same with :class:`ALIFScan`, for ALIF populations without learnable parameters),
     ``"li"`` (a leaky integrator as one :class:`LinearScan`), ``"cuba"`` (CubaLIF: the synaptic current as a
     :class:`LinearScan`, then a :class:`LIFScan`) or ``"steps"`` (a step loop over the members).
     """
@@ -83,11 +84,13 @@ def plan_groups(module: "SimulationModule") -> list[Group]:
             pop = members[0]
             dyn_type = type(module._dyn[pop])
             own = [(proj, delay) for proj, src, delay in module._pop_projs[pop] if src == pop]
-            if dyn_type is LIFDynamics:
+            dense_self = len(own) == 1 and isinstance(module._proj[own[0][0]], DenseProjection) and own[0][1] >= 1
+            if dyn_type is LIFDynamics or (dyn_type is ALIFDynamics and not module._dyn[pop].learnable):
+                name = "lif" if dyn_type is LIFDynamics else "alif"
                 if not own:
-                    kind = "lif"
-                elif len(own) == 1 and isinstance(module._proj[own[0][0]], DenseProjection) and own[0][1] >= 1:
-                    kind, self_proj = "lif", own[0]
+                    kind = name
+                elif dense_self:
+                    kind, self_proj = name, own[0]
             elif dyn_type is LIDynamics and not own:
                 kind = "li"
             elif dyn_type is CubaLIFDynamics and not own:
@@ -129,6 +132,8 @@ def run_layered(module: "SimulationModule", xs: dict[str, Tensor], first: Tensor
             _run_li(module, group, ext, first, steps, batch, probes, neurons, coeffs, traj, records)
         elif group.kind == "cuba":
             _run_cuba(module, group, ext, first, steps, batch, probes, neurons, coeffs, traj, records)
+        elif group.kind == "alif":
+            _run_alif(module, group, ext, first, steps, batch, probes, neurons, past, weights, coeffs, traj, records)
         elif group.scan:
             _run_scan(module, group, ext, first, steps, batch, probes, neurons, past, weights, coeffs, traj, records)
         else:
@@ -166,6 +171,36 @@ def _run_scan(module: "SimulationModule", group: Group, ext: dict, first: Tensor
     for key, p, var in probes:
         if p == pop:
             records[key] = z_all if var == dyn.output_var else v_all
+
+
+def _self_projection(module: "SimulationModule", group: Group, past: dict, weights: dict) -> tuple:
+    """``(weight, bias, hist, delay)`` of the group's dense self-projection, or Nones (and delay 1)."""
+    if group.self_proj is None:
+        return None, None, None, 1
+    pop = group.members[0]
+    proj, delay = group.self_proj
+    pm = module._proj[proj]
+    bias = pm.bias if getattr(pm, "has_bias", False) else None
+    return weights[proj], bias, torch.stack(past[pop][len(past[pop]) - delay:]), delay
+
+
+def _run_alif(module: "SimulationModule", group: Group, ext: dict, first: Tensor, steps: int, batch: int,
+              probes: list, neurons: dict, past: dict, weights: dict, coeffs: dict, traj: dict,
+              records: dict) -> None:
+    pop = group.members[0]
+    dyn = module._dyn[pop]
+    drive = _drive_or_zeros(ext, pop, first, steps, batch, dyn.size)
+    weight, bias, hist, delay = _self_projection(module, group, past, weights)
+    v0, adapt0 = neurons[pop]
+    z_all, v_all, ad_all = alif_scan(drive, v0, adapt0, coeffs[pop], zero_reset=dyn.model.reset == "zero",
+                                     detach=dyn.detach_reset, surrogate=dyn.surrogate, hist=hist, weight=weight,
+                                     bias=bias, delay=delay)
+    traj[pop] = z_all
+    neurons[pop] = (v_all[-1], ad_all[-1])
+    by_var = {dyn.output_var: z_all, "v": v_all, "a": ad_all}
+    for key, p, var in probes:
+        if p == pop:
+            records[key] = by_var[var]
 
 
 def _drive_or_zeros(ext: dict, pop: str, first: Tensor, steps: int, batch: int, size: int) -> Tensor:

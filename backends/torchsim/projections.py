@@ -22,8 +22,9 @@ to rounding; ``tests/test_sparse_event.py`` compares them at float64):
   rows of ``W^T`` of the active inputs.  :class:`DenseProjection` measures the
   density of ``x`` (one ``count_nonzero`` per call) when ``x`` has at least
   :data:`EVENT_MIN_ROWS` rows (the all-steps-at-once input drive, not the
-  per-step recurrent matmul) and uses the event path below
-  :data:`EVENT_DENSITY_THRESHOLD`; :func:`set_event_driven` forces either path.
+  per-step recurrent matmul) and uses the event path at or below
+  :data:`EVENT_DENSITY_THRESHOLD` (0 by default: off, see there);
+  :func:`set_event_driven` sets the threshold or forces either path.
 """
 
 from __future__ import annotations
@@ -43,10 +44,12 @@ from ntgraph.ir import Dense, Projection, Sparse
 __all__ = ["ProjectionModule", "DenseProjection", "SparseProjection", "OneToOneProjection", "SparseMatmul",
            "EventMatmul", "event_linear", "set_event_driven", "EVENT_DENSITY_THRESHOLD", "EVENT_MIN_ROWS"]
 
-#: Input density (fraction of nonzero entries) at or below which ``mode="auto"`` takes the event-driven path.
-#: Calibrate on the target machine with ``benchmarks/event_threshold.py``; see docs/performance.md
-#: ("Event-driven input projections") for the measurement behind this default.
-EVENT_DENSITY_THRESHOLD = 0.01
+#: Input density (fraction of nonzero entries) at or below which ``mode="auto"`` takes the event-driven path;
+#: 0 turns the density check off.  The default is 0 because on the 2-core development machine the event path
+#: won only at H=512 and density 0.005 (forward + weight gradient, 6400 x 700 inputs; it lost at H=128 and
+#: at every density >= 0.01): see docs/performance.md ("Event-driven input projections").  Calibrate on the
+#: target machine with ``benchmarks/event_threshold.py`` and set it with :func:`set_event_driven`.
+EVENT_DENSITY_THRESHOLD = 0.0
 #: The event path is considered only for inputs of at least this many rows (``T*batch``): the density
 #: check and the index bookkeeping cost more than they save on one step's ``[batch, n]``.
 EVENT_MIN_ROWS = 1024
@@ -189,7 +192,7 @@ class DenseProjection(ProjectionModule):
         rows = x.numel() // max(x.shape[-1], 1)
         if self.event_mode == "event":
             return True
-        if rows < EVENT_MIN_ROWS or x.numel() == 0:
+        if rows < EVENT_MIN_ROWS or x.numel() == 0 or self.event_threshold <= 0.0:
             return False
         density = float(torch.count_nonzero(x)) / x.numel()
         self.last_density = density
@@ -304,6 +307,9 @@ class SparseProjection(ProjectionModule):
         self.register_buffer("t_perm", torch.from_numpy(t_perm.astype(np.int64)))
 
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
+        if w.dtype not in (torch.float32, torch.float64):  # CPU CSR kernels: float32/64; gather/scatter otherwise
+            out = x.new_zeros(*x.shape[:-1], self.n_post)
+            return out.index_add(-1, self.post_index, x.index_select(-1, self.pre_index) * w)
         lead = x.shape[:-1]
         x2d = x.reshape(-1, x.shape[-1]).to(w.dtype)
         y = SparseMatmul.apply(w, x2d, self.crow, self.pre_index, self.t_crow, self.t_col, self.t_perm, self.n_post)

@@ -36,9 +36,10 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["LIFScan", "LinearScan", "lif_scan", "linear_scan", "step_threads"]
+__all__ = ["LIFScan", "LinearScan", "ALIFScan", "lif_scan", "linear_scan", "alif_scan", "step_threads"]
 
 #: Per-step GEMMs of at most this many multiply-adds run on one intra-op thread (see :func:`step_threads`).
 SMALL_STEP_MACS = 1 << 21
@@ -337,3 +338,111 @@ def linear_scan(u: Tensor, y0: Tensor, k: Tensor) -> Tensor:
     if torch.is_grad_enabled() and (u.requires_grad or y0.requires_grad or k.requires_grad):
         return LinearScan.apply(u, y0, k)
     return LinearScan.forward(None, u, y0, k)
+
+
+class ALIFScan(torch.autograd.Function):
+    """The ALIF population over all steps (no learnable neuron parameters): ``-> (z, v, adapt)``, each ``[T,B,n]``.
+
+    Forward, as :meth:`ALIFDynamics.step` (``A`` = the adaptation ``a``)::
+
+        I_t = D_t + W z_{t-d} + b;   v1_t = a*v_{t-1} + (1-a)*(v_leak + r*I_t);   th_t = v_th + beta*A_{t-1}
+        x_t = v1_t - th_t;   z_t = H(x_t);   v_t = reset(v1_t, z_t, th_t);   A_t = rho*A_{t-1} + z_t
+
+    Backward, in reverse time, with ``h_t = dL/dA_t`` (total) and ``q_t = dL/dth_t``::
+
+        gv_t = dL/dv_t + a*G_{t+1};   h_t = dL/dA_t|direct + rho*h_{t+1} + beta*q_{t+1}
+        gz_t = dL/dz_t + (dL/dI_{t+d}) W + h_t (+ gv_t * dv_t/dz_t without ``detach``)
+        G_t  = gv_t*(1 - z_t | 1) + gz_t*psi(x_t);   q_t = -gz_t*psi(x_t) (- gv_t*z_t: subtract reset, no ``detach``)
+    """
+
+    @staticmethod
+    def forward(ctx: Any, drive: Tensor, v0: Tensor, adapt0: Tensor, a: Tensor, rho: Tensor, beta: Tensor,
+                v_th: Tensor, v_leak: Tensor, v_reset: Tensor, r: Tensor, hist: Optional[Tensor],
+                weight: Optional[Tensor], bias: Optional[Tensor], delay: int, zero_reset: bool, detach: bool,
+                surrogate: Any) -> tuple[Tensor, Tensor, Tensor]:
+        steps, batch, n = drive.shape
+        recurrent = weight is not None
+        x_all, z_all, v_all, ad_all = (torch.empty_like(drive) for _ in range(4))
+        v, adapt = v0, adapt0
+        with step_threads(batch * n * n if recurrent else 0):
+            for t in range(steps):
+                current = drive[t]
+                if recurrent:
+                    pre = z_all[t - delay] if t >= delay else hist[t]
+                    current = current + F.linear(pre, weight, bias)
+                v1 = a * v + (1.0 - a) * (v_leak + r * current)
+                threshold = v_th + beta * adapt
+                x = torch.sub(v1, threshold, out=x_all[t])
+                z = torch.gt(x, 0, out=z_all[t])
+                if zero_reset:
+                    v = torch.lerp(v1, v_reset.expand_as(v1), z, out=v_all[t])
+                else:
+                    v = torch.lerp(v1, x, z, out=v_all[t])  # v1 - z*threshold
+                adapt = torch.add(rho * adapt, z, out=ad_all[t])
+        if ctx is not None:
+            ctx.set_materialize_grads(False)
+            ctx.zero_reset, ctx.detach, ctx.surrogate, ctx.delay = zero_reset, detach, surrogate, delay
+            ctx.save_for_backward(x_all, z_all, ad_all, adapt0, hist, weight, a, rho, beta, v_th, v_reset, r)
+        return z_all, v_all, ad_all
+
+    @staticmethod
+    def backward(ctx: Any, grad_z: Optional[Tensor], grad_v: Optional[Tensor],  # type: ignore[override]
+                 grad_ad: Optional[Tensor]):
+        x_all, z_all, ad_all, adapt0, hist, weight, a, rho, beta, v_th, v_reset, r = ctx.saved_tensors
+        zero_reset, detach, delay = ctx.zero_reset, ctx.detach, ctx.delay
+        needs = ctx.needs_input_grad
+        steps, batch, n = x_all.shape
+        recurrent = weight is not None
+        psi = ctx.surrogate.derivative(x_all)
+        gain = (1.0 - a) * r
+        thr_all = v_th + beta * torch.cat([adapt0.unsqueeze(0), ad_all[:-1]])
+        dvdz = None
+        if not detach:
+            dvdz = (v_reset - (x_all + thr_all)) if zero_reset else -thr_all
+        zeros = torch.zeros_like(x_all[0])
+        gi_all = torch.empty_like(x_all)
+        g_next = h_next = q_next = None
+        with step_threads(batch * n * n if recurrent else 0):
+            for t in range(steps - 1, -1, -1):
+                gv = grad_v[t] if grad_v is not None else zeros
+                h = grad_ad[t] if grad_ad is not None else zeros
+                if g_next is not None:
+                    gv = gv + a * g_next
+                    h = h + rho * h_next + beta * q_next
+                gz = (grad_z[t] if grad_z is not None else zeros) + h
+                if recurrent and t + delay < steps:
+                    gz = torch.addmm(gz, gi_all[t + delay], weight)
+                if dvdz is not None:
+                    gz = gz + gv * dvdz[t]
+                gzp = gz * psi[t]
+                g = (gv * (1.0 - z_all[t]) if zero_reset else gv) + gzp
+                q = -gzp
+                if not zero_reset and not detach:
+                    q = q - gv * z_all[t]
+                torch.mul(g, gain, out=gi_all[t])
+                g_next, h_next, q_next = g, h, q
+        grad_drive = gi_all if needs[0] else None
+        grad_v0 = a * g_next if needs[1] else None
+        grad_adapt0 = rho * h_next + beta * q_next if needs[2] else None
+        grad_hist = grad_w = grad_b = None
+        if recurrent:
+            if needs[10]:
+                grad_hist = torch.stack([gi_all[j] @ weight if j < steps else torch.zeros_like(hist[j])
+                                         for j in range(delay)])
+            if needs[11]:
+                grad_w = gi_all.reshape(-1, n).t() @ _pre_all(hist, z_all, delay).reshape(-1, n)
+            if needs[12]:
+                grad_b = gi_all.reshape(-1, n).sum(0)
+        return (grad_drive, grad_v0, grad_adapt0, None, None, None, None, None, None, None, grad_hist, grad_w,
+                grad_b, None, None, None, None)
+
+
+def alif_scan(drive: Tensor, v0: Tensor, adapt0: Tensor, c: Any, *, zero_reset: bool, detach: bool, surrogate: Any,
+              hist: Optional[Tensor] = None, weight: Optional[Tensor] = None, bias: Optional[Tensor] = None,
+              delay: int = 1) -> tuple[Tensor, Tensor, Tensor]:
+    """Run :class:`ALIFScan` with the coefficients ``c`` (:class:`ALIFCoeffs`; none of them may need a gradient)."""
+    args = (drive, v0, adapt0, c.a, c.rho, c.beta, c.v_th, c.v_leak, c.v_reset, c.r, hist, weight, bias, delay,
+            zero_reset, detach, surrogate)
+    if torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in args):
+        return ALIFScan.apply(*args)
+    return ALIFScan.forward(None, *args)

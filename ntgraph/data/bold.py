@@ -111,7 +111,9 @@ def _load_matrix(path: str, key: str) -> np.ndarray:
     try:
         from scipy.io import loadmat
     except ImportError:  # pragma: no cover - scipy ships with the data extras
-        raise MissingDependencyError("load_hcp_bold: reading .mat files needs scipy; pip install 'ntgraph[lava]' or scipy") from None
+        raise MissingDependencyError(
+            "load_hcp_bold: reading .mat files needs scipy; pip install 'ntgraph[data]' (scikit-learn brings scipy)"
+        ) from None
     try:
         content = loadmat(path)
     except Exception as exc:  # scipy raises ValueError/TypeError/OSError for damaged files
