@@ -214,6 +214,26 @@ def test_linear_scans_with_learnable_parameters(reset):
     assert_same(g, runs)
 
 
+def test_fused_matmul_per_target_in_a_cycle_of_populations():
+    """E <-> I: each population gets two dense projections from inside its group, fused into one matmul per step."""
+    g = ntg.Graph("ei", seed=8)
+    g.input("x", 8)
+    g.population("e", ntg.LIF(tau_mem=10e-3, v_th=0.8, reset="subtract"), 12, excitatory=1.0)
+    g.population("i", ntg.ALIF(tau_mem=5e-3, tau_adapt=30e-3, beta=0.5, v_th=0.6), 6, excitatory=0.0)
+    g.dense("x", "e", scale=1.5)
+    g.dense("e", "e", scale=0.4, delay=1, no_self=True, bias=np.full(12, 0.02))
+    g.dense("i", "e", scale=0.6, delay=2)
+    g.dense("e", "i", scale=0.8, delay=0, bias=np.full(6, -0.05))
+    g.dense("i", "i", scale=0.3, delay=1)
+    g.output("y", "e")
+    model = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64)
+    assert [(grp.kind, grp.members) for grp in plan_groups(model)] == [("steps", ["e", "i"])]
+    xs = {"x": (np.random.default_rng(4).random((30, 3, 8)) < 0.4).astype(np.float64)}
+    runs = run_both(g, xs, seed=5)
+    assert runs[1][1]["y"].sum() > 10 and runs[1][1]["i.spikes"].sum() > 5
+    assert_same(g, runs)
+
+
 def test_state_carries_over_between_fast_runs():
     """Two fast runs of 20 steps, the second continuing the first's state, equal one reference run of 40 steps."""
     g = recurrent_lif("zero", delay=2)

@@ -102,10 +102,14 @@ def test_sparse_to_payload_keeps_ir_order():
         np.testing.assert_allclose(np.asarray(back[name].weight), np.asarray(g[name].weight), rtol=0, atol=1e-15)
 
 
-def test_sparse_duplicates_and_empty_rows_match_index_add():
+@pytest.mark.parametrize("dense_duplicates", [False, True])
+def test_sparse_duplicates_and_empty_rows_match_index_add(dense_duplicates):
     post = np.array([3, 0, 3, 3, 1, 0])  # (3, 2) appears twice: duplicates add up; row 2 is empty
     pre = np.array([2, 1, 2, 0, 4, 1])
     w = np.array([0.5, -1.0, 0.25, 2.0, 1.5, 0.75])
+    if dense_duplicates:  # many repeats of few pairs (a case torch.sparse.sampled_addmm rejects)
+        post, pre = np.repeat(post, 4), np.repeat(pre, 4)
+        w = np.linspace(-1.0, 1.0, post.size)
     g = ntg.Graph("dup", seed=0)
     g.input("x", 5)
     g.population("h", ntg.LI(tau_mem=10e-3), 4)

@@ -14,10 +14,14 @@ as a whole ``[T, batch, n]`` trajectory:
   shifted by its delay using the history of the previous run);
 * a group of one LIF population whose only self-projection (if any) is dense
   with a delay >= 1 runs as a single :class:`~backends.torchsim.scan.LIFScan`
-  (the recurrent matmul inside the scan, a hand-written backward loop);
+  (the recurrent matmul inside the scan, a hand-written backward loop); an
+  ALIF population without learnable parameters likewise as an
+  :class:`~backends.torchsim.scan.ALIFScan`; an LI population or a CubaLIF
+  population without a self-projection as linear scans (+ a LIF scan);
 * any other group (several populations in a cycle, other neuron models, sparse
   or one-to-one self-projections) runs its own step loop over ``T`` with the
-  models' ``step`` functions, exactly as the reference does.
+  models' ``step`` functions, as the reference does, with the dense
+  projections from inside the group fused into one matmul per target and step.
 
 The reference path is still used when a per-step hook (``on_step``: e-prop,
 the NaN guard) needs the outputs of all populations step by step, or when a

@@ -226,7 +226,8 @@ class SparseMatmul(torch.autograd.Function):
     """``y = (S @ x^T)^T`` with ``S`` the CSR matrix ``(crow, col, values)``, ``[n_post, n_pre]``.
 
     ``values`` (one per synapse, CSR order) and ``x`` (``[M, n_pre]``) are the
-    differentiable inputs::
+    differentiable inputs (``unique``: no duplicate ``(post, pre)`` pair, which
+    the sampled product needs; otherwise the gradient is gathered)::
 
         dL/dvalues[k] = sum_m dL/dy[m, post_k] * x[m, pre_k]     (sampled dense-dense product)
         dL/dx         = (S^T @ dL/dy^T)^T                         (CSR of the transpose)
@@ -237,14 +238,14 @@ class SparseMatmul(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, values: Tensor, x2d: Tensor, crow: Tensor, col: Tensor, t_crow: Tensor, t_col: Tensor,
-                t_perm: Tensor, n_post: int) -> Tensor:  # type: ignore[override]
+                t_perm: Tensor, n_post: int, unique: bool = True) -> Tensor:  # type: ignore[override]
         n_pre = x2d.shape[1]
         if values.numel() == 0:
             y = x2d.new_zeros(x2d.shape[0], n_post)
         else:
             y = (_csr(crow, col, values, (n_post, n_pre)) @ x2d.t()).t()
         ctx.save_for_backward(values, x2d, crow, col, t_crow, t_col, t_perm)
-        ctx.n_post = n_post
+        ctx.n_post, ctx.unique = n_post, unique
         return y
 
     @staticmethod
@@ -256,17 +257,20 @@ class SparseMatmul(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             if empty:
                 grad_values = torch.zeros_like(values)
-            else:
+            elif ctx.unique:
                 pattern = _csr(crow, col, torch.zeros_like(values), (n_post, n_pre))
                 grad_values = torch.sparse.sampled_addmm(pattern, grad_y.t().contiguous(), x2d.to(grad_y.dtype),
                                                          beta=0.0).values()
+            else:  # duplicate (post, pre) pairs, which sampled_addmm rejects: gather both sides, O(M * synapses)
+                post = torch.repeat_interleave(torch.arange(n_post, device=crow.device), crow.diff())
+                grad_values = (grad_y.index_select(1, post) * x2d.index_select(1, col).to(grad_y.dtype)).sum(0)
         if ctx.needs_input_grad[1]:
             if empty:
                 grad_x = torch.zeros_like(x2d)
             else:
                 st = _csr(t_crow, t_col, values[t_perm], (n_pre, n_post))
                 grad_x = (st @ grad_y.t()).t()
-        return grad_values, grad_x, None, None, None, None, None, None
+        return grad_values, grad_x, None, None, None, None, None, None, None
 
 
 def _crow(keys: np.ndarray, n: int) -> Tensor:
@@ -298,6 +302,7 @@ class SparseProjection(ProjectionModule):
         self.payload, self.constraints = payload, constraints  # the IR's order, for to_payload
         self.synapse_order = order
         post, pre = post[order], pre[order]
+        self.unique_synapses = bool(np.all(key[order][1:] > key[order][:-1]))
         t_perm = np.argsort(pre, kind="stable")  # CSR order of S^T
         self.register_buffer("post_index", torch.from_numpy(post.copy()))
         self.register_buffer("pre_index", torch.from_numpy(pre.copy()))
@@ -312,7 +317,8 @@ class SparseProjection(ProjectionModule):
             return out.index_add(-1, self.post_index, x.index_select(-1, self.pre_index) * w)
         lead = x.shape[:-1]
         x2d = x.reshape(-1, x.shape[-1]).to(w.dtype)
-        y = SparseMatmul.apply(w, x2d, self.crow, self.pre_index, self.t_crow, self.t_col, self.t_perm, self.n_post)
+        y = SparseMatmul.apply(w, x2d, self.crow, self.pre_index, self.t_crow, self.t_col, self.t_perm, self.n_post,
+                               self.unique_synapses)
         return y.reshape(*lead, self.n_post)
 
     def to_payload(self) -> Projection:
