@@ -27,11 +27,13 @@ the network runs **freely**, driven only by its own state, to the end of the win
 * ``bptt``: trained free-running, loss = MSE over the window, exact gradient.
 * ``eprop``: trained with teacher forcing -- the activity fed back is the
   *recorded* activity of the previous step, which is what e-prop's factorisation
-  assumes (presynaptic activity is treated as given).  Spiking: the library's
-  ``EProp`` (symmetric feedback).  Wilson-Cowan: e-prop's eligibility traces for a
-  rate unit whose readout is itself, ``eps_ji <- a eps_ji + (1-a) s_j (1-s_j) y_i``,
-  ``dL/dW_ji = sum_t dL/dx_j^t eps_ji^t`` (here exact: the teacher-forced input
-  does not depend on W).  Evaluation is free-running, as for BPTT.
+  assumes (presynaptic activity is treated as given).  Both students use the
+  library's ``EProp`` (``backends/torchsim/learning/eprop.py``; symmetric feedback
+  for the spiking one).  The Wilson-Cowan units are their own readout: eligibility
+  traces ``eps_ji <- a eps_ji + (1-a) s_j (1-s_j) y_i`` (``a = 1 - dt/tau``,
+  ``s = sigmoid(W y + b - mu)``) and ``dL/dW_ji = sum_t dL/dx_j^t eps_ji^t``, the exact
+  gradient here, since the teacher-forced input does not depend on W.  Evaluation
+  is free-running, as for BPTT.
 
 Score: PVar = 1 - MSE/Var(target) (variance over time and units within a window,
 averaged over windows; ``ntgraph.metrics.pvar``) on the held-out test windows, with
@@ -181,51 +183,6 @@ def predict_free(model: torch.nn.Module, pop: str, part: tuple, teacher_forced: 
     return torch.stack(out), y
 
 
-# ----------------------------------------------------------------------------- e-prop for Wilson-Cowan units
-def wc_eprop_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    r"""Accumulate e-prop gradients of the per-window MSE into ``.grad`` of the "prev->units" projection.
-
-    ``x, y [T, B, N]``: recorded activity one step earlier (the input) and now
-    (the target).  Unit ``j``: ``x_j <- a_j x_j + (1-a_j) s_j``, ``s_j = sigmoid(u_j - mu_j)``,
-    ``u = W y_prev + b``, ``a = 1 - dt/tau``.  Eligibility traces, forward in time::
-
-        eps_ji <- a_j eps_ji + (1-a_j) s_j (1-s_j) y_prev_i,    epsb_j <- a_j epsb_j + (1-a_j) s_j (1-s_j)
-        dL/dW_ji += g_j eps_ji,   dL/db_j += g_j epsb_j,        g = dL_t/dx_t = 2 (x_t - y_t) / (T B N)
-
-    Gradients w.r.t. the effective weight are pushed through the Dale's-law map by autograd.
-    Returns the loss.
-    """
-    proj = model._proj["prev->units"] if "prev->units" in model._proj else next(iter(model._proj.values()))
-    dyn = model._dyn["units"]
-    with torch.no_grad():
-        w, b = proj.effective_weight(), proj.bias
-        c = dyn.coefficients()
-        a = 1.0 - dyn.dt / c.tau
-        eps = torch.zeros(y.shape[1], y.shape[2], y.shape[2], dtype=y.dtype)
-        epsb = torch.zeros(y.shape[1], y.shape[2], dtype=y.dtype)
-        gw, gb = torch.zeros_like(w), torch.zeros_like(b)
-        scale = 2.0 / y.numel()
-        loss = 0.0
-
-        def on_step(t: int, now: dict, neurons: dict, history: dict) -> None:
-            nonlocal eps, epsb, gw, gb, loss
-            s = torch.sigmoid(x[t] @ w.T + b - c.mu)
-            d = (1.0 - a) * s * (1.0 - s)
-            eps = a[None, :, None] * eps + d[:, :, None] * x[t][:, None, :]
-            epsb = a * epsb + d
-            err = now["units"] - y[t]
-            g = scale * err
-            gw = gw + torch.einsum("bj,bji->ji", g, eps)
-            gb = gb + (g * epsb).sum(0)
-            loss += float((err ** 2).sum()) / y.numel()
-
-        model(x, state=_start_state(model, "units", x[0]), on_step=on_step)
-    with torch.enable_grad():
-        torch.autograd.backward(proj.effective_weight(), grad_tensors=gw)
-    proj.bias.grad = gb if proj.bias.grad is None else proj.bias.grad + gb
-    return loss
-
-
 # ----------------------------------------------------------------------------- one experiment
 def run(dataset: dict[str, Any], kind: str, algorithm: str, iterations: int, seed: int = 0,
         progress: bool = True) -> dict[str, Any]:
@@ -251,9 +208,7 @@ def run(dataset: dict[str, Any], kind: str, algorithm: str, iterations: int, see
             loss = torch.mean((prediction - target) ** 2)
             loss.backward()
             loss_value = loss.item()
-        elif kind == "wc":
-            loss_value = wc_eprop_gradients(model, xt, yt)
-        else:
+        else:  # teacher-forced: "prev" is the recording; the library's EProp for both students
             with _starting_from(model, pop, xt[0]):
                 loss_value = eprop.compute_gradients(model, xt, yt, objective).loss
         optimizer.step()

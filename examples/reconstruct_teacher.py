@@ -109,7 +109,7 @@ def main() -> None:
     for r in results:
         print(f"{r['model']}: held-out PVar {r['test_pvar']:.4f}")
     if args.json:
-        with open(args.json, "w") as fh:
+        with ntg.atomic_write(args.json, "w") as fh:
             json.dump(results, fh, indent=2)
 
 

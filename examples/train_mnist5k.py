@@ -60,7 +60,7 @@ def main() -> None:
     result = run(args.epochs, args.seed)
     print(f"MNIST-5k spiking classifier: test accuracy {result['test_accuracy']:.3f} after {args.epochs} epochs")
     if args.json:
-        with open(args.json, "w") as fh:
+        with ntg.atomic_write(args.json, "w") as fh:
             json.dump(result, fh, indent=2)
 
 

@@ -73,7 +73,7 @@ def main() -> None:
         acc = [r["test_accuracy"] for r in results if r["algorithm"] == a]
         print(f"{a}: test accuracy {np.mean(acc):.3f} +- {np.std(acc):.3f} over {len(acc)} seed(s)")
     if args.json:
-        with open(args.json, "w") as fh:
+        with ntg.atomic_write(args.json, "w") as fh:
             json.dump(results, fh, indent=2)
 
 

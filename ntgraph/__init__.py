@@ -8,6 +8,7 @@ name through entry points and import their heavy dependencies themselves.
 
 from __future__ import annotations
 
+from ._atomic import atomic_write
 from .compiler import CompileOptions, compile, simulate, train
 from .constraints import (
     BalancedInit,
@@ -62,6 +63,7 @@ __all__ = [
     "validate",
     "save",
     "load",
+    "atomic_write",
     "Input",
     "Output",
     "Population",

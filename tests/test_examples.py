@@ -72,11 +72,14 @@ def smoke_reconstruct_activity():
     assert len(summary["results"]) == 8  # {bold, teacher} x {wc, snn} x {bptt, eprop}
     assert all(np.isfinite(r["test_pvar"]) and np.isfinite(r["test_pvar_segment"]) for r in summary["results"])
     assert summary["datasets"]["bold"]["n_regions"] == 94
-    # the Wilson-Cowan e-prop traces give the exact gradient of the teacher-forced loss (checked against autograd)
+    # the library's e-prop gives the exact gradient of the teacher-forced Wilson-Cowan loss (checked against autograd)
+    from backends.torchsim import learning as L
+
     model = ntg.compile(module.wc_graph(6, 0, teacher_forced=True), "torch", dt=module.DT).double()
     rng = np.random.default_rng(1)
     x, y = (torch.as_tensor(rng.uniform(0.2, 0.8, (12, 3, 6))) for _ in range(2))
-    loss = module.wc_eprop_gradients(model, x, y)
+    with module._starting_from(model, "units", x[0]):
+        loss = L.EProp().compute_gradients(model, x, y, L.MSE("y")).loss
     eprop = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
     out = model(x, state=module._start_state(model, "units", x[0]))["y"]
@@ -113,6 +116,8 @@ def smoke_classification_experiment():
 def smoke_ablation_experiment():
     import tempfile
 
+    import numpy as np
+
     with tempfile.TemporaryDirectory() as tmp:
         result = load("ablation_experiment").main(
             ["--smoke", "--datasets", "digits-rate", "--models", "lif", "wc+dale",
@@ -120,6 +125,13 @@ def smoke_ablation_experiment():
         assert Path(tmp, "a.png").stat().st_size > 0
     assert len(result["runs"]) == 4 and all(len(r["accuracy"]) == 3 for r in result["runs"])
     assert all(0.0 <= a <= 1.0 for r in result["runs"] for a in r["accuracy"])
+    with tempfile.TemporaryDirectory() as tmp:  # networks fitted to the chaotic teacher, recurrent matrix ablated
+        result = load("ablation_experiment").main(
+            ["--task", "reconstruction", "--smoke", "--models", "lif+dale", "wc",
+             "--out-json", f"{tmp}/r.json", "--out-fig", f"{tmp}/r.png"])
+        assert Path(tmp, "r.png").stat().st_size > 0
+    assert [r["projection"] for r in result["runs"]] == ["spiking->spiking"] * 2 + ["units->units"] * 2
+    assert all(len(r["pvar"]) == 3 and all(np.isfinite(r["pvar"])) for r in result["runs"])
 
 
 SMOKE = {"classification_experiment": smoke_classification_experiment,

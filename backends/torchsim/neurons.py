@@ -91,9 +91,10 @@ class NeuronDynamics(nn.Module):
         return 1.0 - self.dt / tau if self.discretization == "euler" else torch.exp(-self.dt / tau)
 
     #: When True, :meth:`spike` keeps its argument ``v - threshold`` in :attr:`captured`
-    #: (e-prop reads the pseudo-derivative from it); off on the ordinary hot path.
+    #: (e-prop reads the pseudo-derivative from it), and rate units keep ``(current, previous rate)``;
+    #: off on the ordinary hot path.
     capture: bool = False
-    captured: Optional[Tensor] = None
+    captured: Any = None
 
     def spike(self, v: Tensor, threshold: Tensor) -> Tensor:
         """``z = v > threshold`` with the surrogate gradient."""
@@ -313,6 +314,8 @@ class WilsonCowanDynamics(NeuronDynamics):
 
     def step(self, current: Tensor, state: State, c: WilsonCowanCoeffs) -> tuple[Tensor, State]:
         (x,) = state
+        if self.capture:
+            self.captured = (current, x)
         s = torch.sigmoid(current - c.mu)
         if self.discretization == "euler":
             x = x + self.dt / c.tau * (-x + (1.0 - c.r * x) * s)
@@ -340,6 +343,8 @@ class RateDynamics(NeuronDynamics):
         return RateCoeffs(None if self.model.tau is None else self.decay("tau"), self.bias)
 
     def step(self, current: Tensor, state: State, c: RateCoeffs) -> tuple[Tensor, State]:
+        if self.capture:
+            self.captured = (current, state[0])
         pre = current + c.bias
         f = torch.sigmoid(pre) if self.model.activation == "sigmoid" else torch.tanh(pre)
         if c.a is None:

@@ -19,8 +19,18 @@ and ``psi^t`` the surrogate derivative at the spike:
 * ALIF (threshold ``A = v_th + beta*a``): the same ``eps`` for the voltage, plus
   ``e^t = psi^t (eps^t - beta*epsa^{t-1})`` and ``epsa^t = rho_a epsa^{t-1} + e^t``.
 
+* rate units (WilsonCowan, RateUnit; ``x_t = F(x_{t-1}, I_t)``, the rate is the output):
+  ``eps^t = (dx^t/dx^{t-1}) eps^{t-1} + (dx^t/dI^t) x_i^t`` and ``e^t = eps^t``, with the partial
+  derivatives of each model's update equation in :mod:`.rate_eligibility` (for a leaky
+  euler unit ``(1 - dt/tau) eps^{t-1} + dt/tau f'(I^t) x_i^t``).
+
 The readout (LI) weights get their exact gradient from the filtered presynaptic
 trace ``xhat^t = kappa xhat^{t-1} + x^t``: ``dL/dW_kj = sum_t g_k^t (1-kappa) r_k xhat_j^t``.
+A WilsonCowan or RateUnit population may also be read directly by the objective
+(no LI readout; it must then be the only population): its learning signal is
+``L_j^t = dL/dx_j^t`` and its traces are not filtered (``kappa = 0``).  Feeding it the
+recorded activity of the previous step through an Input (teacher forcing,
+``examples/reconstruct_activity.py``) makes the gradient exact.
 
 Without recurrent projections into the hidden layer the result equals the
 autograd (BPTT) gradient exactly (``tests/test_eprop.py``); with recurrence it
@@ -52,6 +62,7 @@ from ..module import SimulationModule
 from ..neurons import ALIFDynamics, LIDynamics, LIFDynamics
 from ..scan import step_threads
 from .algorithms import Inputs, Objective, StepResult, num_steps
+from .rate_eligibility import RATE_DYNAMICS, rate_partials
 
 __all__ = ["EProp", "SymmetricFeedback", "RandomFeedback", "AdaptiveFeedback"]
 
@@ -142,26 +153,37 @@ class _Plan:
             raise ValidationError(f"objective.output: the graph has no Output {objective.output!r}")
         if getattr(objective, "regularizers", ()):
             raise ValidationError("e-prop: objectives with regularizers are not supported; use BPTT or TBPTT")
-        self.readout = model.output_sources[objective.output]
-        if not isinstance(model._dyn.get(self.readout), LIDynamics):
+        #: the population the objective reads: an LI readout, or a rate population that is its own readout
+        self.output_pop: str = model.output_sources[objective.output]
+        out_dyn = model._dyn.get(self.output_pop)
+        self.readout: Optional[str] = self.output_pop if isinstance(out_dyn, LIDynamics) else None
+        self.rate_output: Optional[str] = self.output_pop if isinstance(out_dyn, RATE_DYNAMICS) else None
+        if self.readout is None and self.rate_output is None:
             raise ValidationError(
-                f"e-prop: Output {objective.output!r} must read an LI population (the readout), got '{self.readout}'"
+                f"e-prop: Output {objective.output!r} must read an LI population (the readout) or a WilsonCowan/"
+                f"RateUnit population (its own readout), got '{self.output_pop}'"
+                f" ({type(out_dyn.model).__name__ if out_dyn is not None else 'not a population'})"
             )
         self.hidden: dict[str, Any] = {}
         for pop, dyn in model._dyn.items():
             if pop == self.readout:
                 continue
-            if type(dyn) not in (LIFDynamics, ALIFDynamics):
+            if type(dyn) not in (LIFDynamics, ALIFDynamics, *RATE_DYNAMICS):
                 raise ValidationError(
-                    f"e-prop: Population '{pop}' is {type(dyn.model).__name__}; e-prop supports LIF and ALIF hidden "
-                    f"populations with one LI readout"
+                    f"e-prop: Population '{pop}' is {type(dyn.model).__name__}; e-prop supports LIF, ALIF, WilsonCowan "
+                    f"and RateUnit hidden populations with one LI readout"
+                )
+            if self.rate_output is not None and pop != self.rate_output:
+                raise ValidationError(
+                    f"e-prop: Output {objective.output!r} reads the rate population '{self.rate_output}' directly, so it "
+                    f"must be the only population, but the graph also has '{pop}'; read a hidden layer through an LI readout"
                 )
             if dyn.learnable:
                 raise ValidationError(
                     f"e-prop: Population '{pop}'.learnable={dyn.learnable}: e-prop trains projection weights and biases only"
                 )
             self.hidden[pop] = dyn
-        if model._dyn[self.readout].learnable:
+        if self.readout is not None and model._dyn[self.readout].learnable:
             raise ValidationError(f"e-prop: Population '{self.readout}'.learnable: e-prop trains weights and biases only")
         self.hidden_projs: list[_HiddenProj] = []
         self.readout_projs: list[_ReadoutProj] = []
@@ -189,6 +211,12 @@ class _Plan:
                 if src not in self.hidden and not isinstance(g[src], Input):
                     raise ValidationError(f"e-prop: projection '{node_id}' from '{src}' is not supported")
                 self.hidden_projs.append(_HiddenProj(node_id, module, src, delay, dst))
+        #: whether any hidden population spikes (LIF/ALIF: surrogate derivatives and resets)
+        self.spiking = any(not isinstance(d, RATE_DYNAMICS) for d in self.hidden.values())
+        if self.readout is None:  # the rate population is read directly: dL/dx is its learning signal, unfiltered
+            self.kappa = 0.0
+            self.out_gain = None
+            return
         readout_dyn = model._dyn[self.readout]
         c = readout_dyn.coefficients()
         kappa = c.a.detach()
@@ -204,7 +232,8 @@ class _Plan:
 # ----------------------------------------------------------------------------- algorithm
 @dataclass
 class EProp:
-    """Online e-prop for LIF/ALIF hidden populations with an LI readout.
+    """Online e-prop for LIF/ALIF/WilsonCowan/RateUnit hidden populations with an LI readout, or for one
+    WilsonCowan/RateUnit population read directly.
 
     ``feedback``: :class:`SymmetricFeedback` (default), :class:`RandomFeedback`
     or :class:`AdaptiveFeedback`.  ``objective`` must provide
@@ -242,9 +271,9 @@ class EProp:
         """Run forward once, accumulate e-prop gradients into the parameters' ``.grad``."""
         if not hasattr(objective, "step_loss"):
             raise ValidationError(f"e-prop: the objective {type(objective).__name__} has no step_loss(y_t, target, t, steps)")
-        if model.options.extra.get("detach_reset", True) is False:
-            raise ValidationError("e-prop: compile with detach_reset=True (the reset path carries no gradient)")
         plan = _Plan(model, objective)
+        if plan.spiking and model.options.extra.get("detach_reset", True) is False:
+            raise ValidationError("e-prop: compile with detach_reset=True (the reset path carries no gradient)")
         steps = num_steps(model, inputs)
         xs = model._check_inputs((inputs,) if isinstance(inputs, dict) else (inputs,))
         batch = next(iter(xs.values())).shape[1]
@@ -264,12 +293,12 @@ class EProp:
 
         def on_step(t: int, now: dict, neurons: dict, history: dict) -> None:
             # learning signal: dL/dy_t of the readout
-            y_t = now[plan.readout].detach().requires_grad_(True)
+            y_t = now[plan.output_pop].detach().requires_grad_(True)
             with torch.enable_grad():
                 loss_t = objective.step_loss(y_t, target, t, steps)
                 (g_t,) = torch.autograd.grad(loss_t, y_t)
             losses.append(float(loss_t.detach()))
-            signal = g_t * plan.out_gain  # [B, K]
+            signal = g_t * plan.out_gain if plan.readout is not None else g_t  # [B, K]
             # readout projections: exact filtered traces
             for rp in plan.readout_projs:
                 x = presynaptic(rp.src, rp.delay, t, now, history)
@@ -281,7 +310,10 @@ class EProp:
                     gb = (signal * rp.bhat).sum(0)
                     rp.grad_b = gb if rp.grad_b is None else rp.grad_b + gb
             # hidden learning signals, L[pop] = signal @ B for the projections pop -> readout
-            learning: dict[str, Tensor] = {}
+            # (a rate population read directly is its own readout: its learning signal is dL/dx_t itself)
+            learning: dict[str, Tensor] = {} if plan.rate_output is None else {plan.rate_output: g_t}
+            partials = {pop: rate_partials(dyn, coeffs[pop], *(v.detach() for v in dyn.captured))
+                        for pop, dyn in plan.hidden.items() if isinstance(dyn, RATE_DYNAMICS)}
             for rp in plan.readout_projs:
                 if rp.src in plan.hidden:
                     b = self.feedback.matrix(rp.key, weights[rp.key])  # [K, J]
@@ -290,8 +322,11 @@ class EProp:
             # hidden projections: eligibility traces
             for hp in plan.hidden_projs:
                 dyn, c = plan.hidden[hp.pop], coeffs[hp.pop]
-                psi = dyn.surrogate.derivative(dyn.captured.detach())  # [B, J]
                 x = presynaptic(hp.src, hp.delay, t, now, history)  # [B, I]
+                if hp.pop in partials:
+                    self._rate_traces(hp, x, *partials[hp.pop], plan, learning.get(hp.pop))
+                    continue
+                psi = dyn.surrogate.derivative(dyn.captured.detach())  # [B, J]
                 leak = (c.a * reset_factor[hp.pop])[:, :, None]
                 drive = ((1.0 - c.a) * c.r)[None, :, None]
                 # In place where possible: these [B, J, I] updates are the whole per-step cost of e-prop.
@@ -323,7 +358,7 @@ class EProp:
                         gb = (sig * hp.filtered_b[0]).sum(0)
                         hp.grad_b = gb if hp.grad_b is None else hp.grad_b + gb
             for pop, dyn in plan.hidden.items():
-                if dyn.model.reset == "zero":
+                if not isinstance(dyn, RATE_DYNAMICS) and dyn.model.reset == "zero":
                     reset_factor[pop] = 1.0 - now[pop].detach()
 
         for dyn in plan.hidden.values():
@@ -365,19 +400,59 @@ class EProp:
         return StepResult(sum(losses), outputs)
 
     @staticmethod
-    def _filter_into(filtered: deque, depth: int, kappa: float, psi: Tensor, eps: Tensor) -> None:
-        """Append ``kappa*filtered[-1] + psi*eps`` to ``filtered`` (at most ``depth`` long), reusing the evicted buffer."""
+    def _filter_into(filtered: deque, depth: int, kappa: float, psi: Optional[Tensor], eps: Tensor) -> None:
+        """Append ``kappa*filtered[-1] + psi*eps`` to ``filtered`` (at most ``depth`` long), reusing the evicted buffer.
+
+        ``psi=None`` stands for 1 (rate units: the eligibility trace is ``eps`` itself).
+        """
         if not filtered:
-            filtered.append(psi * eps)
+            filtered.append(eps.clone() if psi is None else psi * eps)
         elif len(filtered) == depth:
             buf = filtered.popleft()  # evicted now; it becomes the newest entry
             if filtered:
                 torch.mul(filtered[-1], kappa, out=buf)
             else:
                 buf.mul_(kappa)
-            filtered.append(buf.addcmul_(psi, eps))
+            filtered.append(buf.add_(eps) if psi is None else buf.addcmul_(psi, eps))
         else:
-            filtered.append(torch.addcmul(kappa * filtered[-1], psi, eps))
+            filtered.append(kappa * filtered[-1] + eps if psi is None else torch.addcmul(kappa * filtered[-1], psi, eps))
+
+    @staticmethod
+    def _rate_traces(hp: _HiddenProj, x: Tensor, leak: Tensor, drive: Tensor, plan: _Plan,
+                     signal: Optional[Tensor]) -> None:
+        """One step of a projection into a rate population (``rate_eligibility``), and its gradient.
+
+        ``eps = leak*eps + drive (x) x`` (``[B, J, I]``; bias: ``x = 1``); the eligibility trace is ``eps``
+        itself, filtered by the readout's leak (``ebar = kappa*ebar + eps``) when an LI readout reads the
+        population, used as is when the population is read directly; ``dL/dW += signal . ebar``.
+        """
+        x = x.to(drive.dtype)
+        if hp.eps is None:
+            hp.eps = drive[:, :, None] * x[:, None, :]
+        else:
+            hp.eps.mul_(leak[:, :, None]).baddbmm_(drive[:, :, None], x[:, None, :])
+        with_bias = hp.proj.has_bias and _wants(hp.proj, "bias")
+        if with_bias:
+            hp.eps_b = drive.clone() if hp.eps_b is None else hp.eps_b.mul_(leak).add_(drive)
+        if plan.readout is None:
+            e_w, e_b = hp.eps, hp.eps_b
+        else:
+            depth = plan.readout_delay.get(hp.pop, 0) + 1
+            if hp.filtered is None:
+                hp.filtered, hp.filtered_b = deque(maxlen=depth), deque(maxlen=depth)
+            EProp._filter_into(hp.filtered, depth, plan.kappa, None, hp.eps)
+            if with_bias:
+                EProp._filter_into(hp.filtered_b, depth, plan.kappa, None, hp.eps_b)
+            if len(hp.filtered) < depth:
+                return
+            e_w, e_b = hp.filtered[0], hp.filtered_b[0] if with_bias else None
+        if signal is None:
+            return
+        gw = torch.einsum("bj,bji->ji", signal, e_w)
+        hp.grad_w = gw if hp.grad_w is None else hp.grad_w + gw
+        if with_bias:
+            gb = (signal * e_b).sum(0)
+            hp.grad_b = gb if hp.grad_b is None else hp.grad_b + gb
 
     @staticmethod
     def _eligibility(hp: _HiddenProj, dyn: Any, c: Any, psi: Tensor, eps: Tensor, slot: str) -> Tensor:

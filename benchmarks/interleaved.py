@@ -1,0 +1,119 @@
+"""Interleaved timing of the SHD-shaped workloads: every implementation in one process, timed in turn.
+
+``suite.py`` runs each (implementation, workload) row in a fresh subprocess,
+minutes apart; on a shared machine whose load changes from minute to minute,
+a row can land in a busy moment and its ratio to the others is then off by a
+factor of several.  This script builds every implementation once and then
+times one step of each in turn, ``--repeats`` rounds, so every implementation
+sees the same load pattern.  It reports min and median per implementation and
+the ratio of ntgraph's median to the fastest peer's median.  It does not
+measure memory (``suite.py`` does, per subprocess).
+
+    .venv/bin/python benchmarks/interleaved.py --threads 2 --repeats 11
+    .venv/bin/python benchmarks/interleaved.py --config 100x64x512 --only ntgraph,norse --modes rec-train
+
+Output: a markdown table on stdout, and with ``--out FILE`` the same table
+written to FILE (atomically), with the machine, versions and load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+MODES = ("rec-train", "ff-train", "rec-infer", "ff-infer")
+
+
+def make_step(impl: str, H: int, recurrent: bool, train: bool, x, labels) -> Callable[[], None]:
+    """One training step (forward, backward, Adam) or one no-grad forward of ``impl``."""
+    import torch
+    import torch.nn.functional as F
+
+    import suite
+
+    torch.manual_seed(0)
+    model = suite.BUILDERS[impl](H, recurrent)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        if train:
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x).mean(0), labels).backward()
+            opt.step()
+        else:
+            with torch.no_grad():
+                model(x)
+
+    return step
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="100x64x128", help="TxBxH")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7, help="timed rounds (after one warm-up round)")
+    parser.add_argument("--only", default="ntgraph,snntorch,norse,spikingjelly,sinabs,plain-torch")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, from {MODES}")
+    parser.add_argument("--out", default=None, help="also write the markdown to this file")
+    args = parser.parse_args(argv)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    import torch
+
+    import suite
+
+    torch.set_num_threads(args.threads)
+    T, B, H = (int(v) for v in args.config.split("x"))
+    x, labels = suite._shd_data(T, B)
+    impls = []
+    for impl in args.only.split(","):
+        try:
+            make_step(impl, 8, False, False, x[:2, :2], labels[:2])
+            impls.append(impl)
+        except ImportError as exc:  # a peer that is not installed
+            print(f"[skip] {impl}: {exc}", file=sys.stderr)
+    load = os.getloadavg()
+    lines = [f"Interleaved timing, (T, B, H) = ({T}, {B}, {H}), {args.threads} thread(s), float32, "
+             f"{args.repeats} rounds after 1 warm-up; torch {torch.__version__}; "
+             f"load average at start {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+             "", "| mode | implementation | min ms | median ms | median / fastest peer median |", "|---|---|---:|---:|---:|"]
+    for mode in args.modes.split(","):
+        net, kind = mode.split("-")
+        steps = {impl: make_step(impl, H, net == "rec", kind == "train", x, labels) for impl in impls}
+        times: dict[str, list[float]] = {impl: [] for impl in impls}
+        for f in steps.values():
+            f()
+        for _ in range(args.repeats):
+            for impl, f in steps.items():
+                t0 = time.perf_counter()
+                f()
+                times[impl].append(time.perf_counter() - t0)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        peers = [k for k in impls if k not in suite.NOT_PEERS]
+        best = min((med[k] for k in peers), default=None)
+        for impl in impls:
+            ratio = f"{med[impl] / best:.2f}" if best else "-"
+            if impl == "ntgraph":
+                ratio = f"**{ratio}**"
+            lines.append(f"| {mode} | {impl} | {1e3 * min(times[impl]):.1f} | {1e3 * med[impl]:.1f} | {ratio} |")
+        print("\n".join(lines[-len(impls):]), flush=True)
+    text = "\n".join(lines) + f"\n\nLoad average at the end: {os.getloadavg()[0]:.2f}.\n"
+    print(text)
+    if args.out:
+        from ntgraph._atomic import atomic_write
+
+        with atomic_write(Path(args.out), "w") as fh:
+            fh.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
