@@ -1,11 +1,11 @@
 """How closely e-prop's gradients follow BPTT's, with and without recurrence.
 
-For a LIF (or ALIF) hidden layer with an LI readout, computes the gradient of a
+For a LIF, ALIF or Wilson-Cowan hidden layer with an LI readout, computes the gradient of a
 per-step MSE loss by BPTT (autograd) and by e-prop (symmetric feedback) on the
 same batch, and prints the cosine similarity per projection, averaged over
 seeds, as a markdown table (and JSON with --json PATH).
 
-Run:  .venv/bin/python benchmarks/eprop_vs_bptt_gradients.py [--seeds 5] [--json out.json]
+Run:  .venv/bin/python benchmarks/eprop_vs_bptt_gradients.py [--seeds 5] [--kinds LIF,ALIF,WilsonCowan] [--json out.json]
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ class PerStepMSE:
 def build(kind: str, recurrent_scale: float, seed: int) -> ntg.Graph:
     g = ntg.Graph("probe", seed=seed)
     g.input("x", 20)
-    model = (ntg.LIF(tau_mem=20e-3, v_th=0.5, reset="subtract") if kind == "LIF"
-             else ntg.ALIF(tau_mem=20e-3, tau_adapt=200e-3, beta=0.2, v_th=0.5))
+    model = {"LIF": lambda: ntg.LIF(tau_mem=20e-3, v_th=0.5, reset="subtract"),
+             "ALIF": lambda: ntg.ALIF(tau_mem=20e-3, tau_adapt=200e-3, beta=0.2, v_th=0.5),
+             "WilsonCowan": lambda: ntg.WilsonCowan(tau=20e-3, mu=1.0, r=0.2)}[kind]()
     g.population("h", model, 64, excitatory=0.8)
     g.dense("x", "h", scale=0.6)
     if recurrent_scale > 0:
@@ -73,10 +74,11 @@ def measure(kind: str, recurrent_scale: float, seeds: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--kinds", default="LIF,ALIF,WilsonCowan", help="hidden models, comma-separated")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     rows = []
-    for kind in ("LIF", "ALIF"):
+    for kind in args.kinds.split(","):
         for scale in (0.0, 0.3, 1.0, 3.0):
             rows.append({"hidden": kind, "recurrent_weight_std": scale, **measure(kind, scale, args.seeds)})
     cols = ["x->h", "h->h", "h->o"]
