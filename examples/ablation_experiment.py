@@ -181,6 +181,18 @@ def train_reconstruction(model_name: str, seed: int, data: Any, iterations: int,
     return graph, best[0]
 
 
+def recon_teacher(seed: int, steps: int) -> Any:
+    """The chaotic teacher of network seed ``seed``: teacher seed ``seed``, or ``seed + 1000 k`` for the first
+    ``k`` whose network stays chaotic (a few 50-unit networks settle to a fixed point)."""
+    for k in range(10):
+        try:
+            return chaotic_teacher(n_units=RECON_UNITS, steps=steps, window=RECON_WINDOW, seed=seed + 1000 * k,
+                                   dt=RECON_DT)
+        except ntg.errors.ValidationError:
+            continue
+    raise ntg.errors.ValidationError(f"chaotic_teacher: no chaotic network among seeds {seed} + 1000 k, k < 10")
+
+
 def hold_pvar(part: Any) -> float:
     """PVar of holding the last recorded value before each window (the trivial baseline)."""
     x, y = (np.swapaxes(np.asarray(a, dtype=np.float64), 0, 1) for a in (part.x, part.y))
@@ -197,14 +209,20 @@ def run_reconstruction(args: argparse.Namespace) -> dict:
     runs, trained = [], []
     baseline = []
     for seed in range(seeds):
-        data = chaotic_teacher(n_units=RECON_UNITS, steps=500 if args.smoke else 3000, window=RECON_WINDOW,
-                               seed=seed, dt=RECON_DT)
+        data = recon_teacher(seed, 500 if args.smoke else 3000)
         test = data.splits.test
         baseline.append(hold_pvar(test))
         for m in models:
             projection, pop = RECON_RECURRENT[m.split("+")[0]]
-            graph, val = train_reconstruction(m, seed, data, iterations, n_hidden)
-            trained.append({"model": m, "seed": seed, "val_pvar": val})
+            path = None if args.models_dir is None else os.path.join(args.models_dir, f"teacher__{m}__{seed}.ntg")
+            if path is not None and os.path.exists(path):
+                graph, val = ntg.load(path), float("nan")
+            else:
+                graph, val = train_reconstruction(m, seed, data, iterations, n_hidden)
+                if path is not None:
+                    os.makedirs(args.models_dir, exist_ok=True)
+                    ntg.save(graph, path)
+            trained.append({"model": m, "seed": seed, "teacher_seed": int(data.params["seed"]), "val_pvar": val})
             for s in STRATEGIES:
                 scores = [held_out_pvar(ablate(graph, projection, float(f), s, seed=seed), pop, test)
                           for f in fractions]
@@ -288,7 +306,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser.add_argument("--models", nargs="+", default=None, help="a subset of the four networks (default: all)")
     parser.add_argument("--projections", nargs="+", default=["hidden->hidden"],
                         help="projections to ablate (each loses the same fraction); e.g. x->hidden hidden->hidden")
-    parser.add_argument("--models-dir", default=None, help="trained networks saved by classification_experiment.py")
+    parser.add_argument("--models-dir", default=None,
+                        help="trained networks saved by classification_experiment.py (reconstruction: "
+                             "loaded from / saved to here)")
     parser.add_argument("--tag", default=None,
                         help="names the outputs: ablation_<tag>.json / .png (default recurrent or reconstruction)")
     parser.add_argument("--out-json", default=None, help="default docs/experiments/data/ablation_<tag>.json")

