@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import ntgraph.data._package_data as package_data
-
 from ntgraph.data import hcp_subjects, load_hcp_bold
 from ntgraph.errors import MissingDependencyError, ValidationError
 
