@@ -283,6 +283,8 @@ def plot(result: dict, path: str) -> None:
                 ax.plot(f, mean, styles[m], color=colors[m], label=m)
                 ax.fill_between(f, mean - std, mean + std, color=colors[m], alpha=0.15)
             ax.axhline(result["chance"][d], color="k", ls=":", lw=1)
+            if "hold_baseline_test_pvar" in result:  # reconstruction: holding the last recorded value
+                ax.axhline(result["hold_baseline_test_pvar"]["mean"], color="0.5", ls="-.", lw=1, label="hold last value")
             ax.set_title(f"{d}: {s} |w| first" if s == "smallest" else f"{d}: random", fontsize=9)
             ax.set_ylim((-0.2, 1) if metric == "pvar" else (0, 1))
             ax.set_xlabel("fraction removed of " + removed, fontsize=8)

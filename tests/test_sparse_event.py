@@ -13,8 +13,9 @@ import pytest
 import torch
 
 import ntgraph as ntg
-from backends.torchsim.projections import (EVENT_MIN_ROWS, DenseProjection, EventMatmul, SparseMatmul,
-                                           SparseProjection, event_linear, set_event_driven)
+from backends.torchsim.projections import (EVENT_DENSITY_THRESHOLD, EVENT_MIN_OUTPUTS, EVENT_MIN_ROWS,
+                                           DenseProjection, EventMatmul, SparseMatmul, SparseProjection,
+                                           event_linear, set_event_driven)
 from ntgraph.errors import ValidationError
 
 TOL = 1e-6
@@ -177,7 +178,7 @@ def test_event_driven_equals_dense(recurrent, bias, fast):
     for mode in ("dense", "event", "auto"):
         m = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64)
         m.fast = fast
-        set_event_driven(m, mode, threshold=0.05)
+        set_event_driven(m, mode, threshold=0.05, min_outputs=1)
         res = _run(m, x)
         results[mode] = (res, {k: p.grad.clone() for k, p in m.named_parameters() if p.grad is not None}, m)
     rd, gd, _ = results["dense"]
@@ -196,18 +197,39 @@ def test_event_driven_equals_dense(recurrent, bias, fast):
 def test_auto_mode_follows_measured_density():
     g = _shd_like(False, False)
     m = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64)
-    set_event_driven(m, "auto", threshold=0.05)
+    set_event_driven(m, "auto", threshold=0.05, min_outputs=1)
     proj: DenseProjection = m._proj["in"]
     rng = np.random.default_rng(1)
     m(torch.tensor((rng.random((64, 20, 60)) < 0.02) * 1.0))
     assert proj.last_path == "event" and proj.last_density <= 0.05
     m(torch.tensor((rng.random((64, 20, 60)) < 0.5) * 1.0))
     assert proj.last_path == "dense" and proj.last_density > 0.05
+    set_event_driven(m, "auto", min_outputs=proj.weight.shape[0] + 1)  # too few outputs: dense at any density
+    m(torch.tensor((rng.random((64, 20, 60)) < 0.02) * 1.0))
+    assert proj.last_path == "dense"
+
+
+def test_auto_defaults_take_the_event_path_only_for_wide_projections():
+    """The calibrated defaults: sparse input into >= EVENT_MIN_OUTPUTS neurons is event-driven, into fewer dense."""
+    x = torch.tensor((np.random.default_rng(2).random((64, 20, 30)) < 0.03) * 1.0)
+    paths = {}
+    for n in (EVENT_MIN_OUTPUTS - 1, EVENT_MIN_OUTPUTS):
+        g = ntg.Graph("wide", seed=0)
+        g.input("x", 30)
+        g.population("h", ntg.LIF(tau_mem=10e-3), n)
+        g.dense("x", "h")
+        g.output("s", "h")
+        m = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64)
+        m(x)
+        paths[n] = m._proj[next(iter(m._proj))].last_path
+    assert 0 < EVENT_DENSITY_THRESHOLD and paths == {EVENT_MIN_OUTPUTS - 1: "dense", EVENT_MIN_OUTPUTS: "event"}
 
 
 def test_set_event_driven_rejects_bad_values():
     m = ntg.compile(_shd_like(False, False), "torch", dt=1e-3)
     with pytest.raises(ValidationError, match="mode='sometimes'"):
         set_event_driven(m, "sometimes")
+    with pytest.raises(ValidationError, match="min_outputs=-1"):
+        set_event_driven(m, "auto", min_outputs=-1)
     with pytest.raises(ValidationError, match="threshold=2"):
         set_event_driven(m, "auto", threshold=2)

@@ -23,8 +23,9 @@ to rounding; ``tests/test_sparse_event.py`` compares them at float64):
   density of ``x`` (one ``count_nonzero`` per call) when ``x`` has at least
   :data:`EVENT_MIN_ROWS` rows (the all-steps-at-once input drive, not the
   per-step recurrent matmul) and uses the event path at or below
-  :data:`EVENT_DENSITY_THRESHOLD` (0 by default: off, see there);
-  :func:`set_event_driven` sets the threshold or forces either path.
+  :data:`EVENT_DENSITY_THRESHOLD` (0.05) when the projection has at least
+  :data:`EVENT_MIN_OUTPUTS` (256) outputs (both calibrated here, see there);
+  :func:`set_event_driven` sets them or forces either path.
 """
 
 from __future__ import annotations
@@ -42,14 +43,20 @@ from ntgraph.errors import ValidationError
 from ntgraph.ir import Dense, Projection, Sparse
 
 __all__ = ["ProjectionModule", "DenseProjection", "SparseProjection", "OneToOneProjection", "SparseMatmul",
-           "EventMatmul", "event_linear", "set_event_driven", "EVENT_DENSITY_THRESHOLD", "EVENT_MIN_ROWS"]
+           "EventMatmul", "event_linear", "set_event_driven", "EVENT_DENSITY_THRESHOLD", "EVENT_MIN_ROWS",
+           "EVENT_MIN_OUTPUTS"]
 
-#: Input density (fraction of nonzero entries) at or below which ``mode="auto"`` takes the event-driven path;
-#: 0 turns the density check off.  The default is 0 because on the 2-core development machine the event path
-#: won only at H=512 and density 0.005 (forward + weight gradient, 6400 x 700 inputs; it lost at H=128 and
-#: at every density >= 0.01): see docs/performance.md ("Event-driven input projections").  Calibrate on the
-#: target machine with ``benchmarks/event_threshold.py`` and set it with :func:`set_event_driven`.
-EVENT_DENSITY_THRESHOLD = 0.0
+#: Input density (fraction of nonzero entries) at or below which ``mode="auto"`` takes the event-driven path
+#: (for projections with at least :data:`EVENT_MIN_OUTPUTS` outputs); 0 turns the density check off.
+#: Calibrated on the 2-core development machine (2026-11-23, quiet: load ~1.2) with
+#: ``benchmarks/event_threshold.py`` and whole SHD-shaped training/inference steps (docs/performance.md,
+#: "Event-driven input projections"): at 3% input density the event path made the whole step 1.2-1.4x faster
+#: at H=256 and 512 and 0.85-0.94x as fast at H=128; in isolation (6400 x 700 inputs) it won up to a
+#: density of 0.05-0.1.  Recalibrate on another machine and set it with :func:`set_event_driven`.
+EVENT_DENSITY_THRESHOLD = 0.05
+#: ``mode="auto"`` takes the event path only for projections with at least this many outputs (``n_post``):
+#: the index extraction over ``x`` costs the same for any ``n_post`` and is not repaid by small outputs.
+EVENT_MIN_OUTPUTS = 256
 #: The event path is considered only for inputs of at least this many rows (``T*batch``): the density
 #: check and the index bookkeeping cost more than they save on one step's ``[batch, n]``.
 EVENT_MIN_ROWS = 1024
@@ -158,7 +165,7 @@ class EventMatmul(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = grad_y @ w
         if ctx.needs_input_grad[1]:
-            order = torch.sort(cols, stable=True).indices  # argsort(stable=True) is ~20x slower on CPU here
+            order = torch.sort(cols, stable=True).indices
             grad_w = _bag_sum(rows[order], grad_y.contiguous(), _offsets(cols[order], ctx.n_pre), vals[order]).t()
         return grad_x, grad_w
 
@@ -181,6 +188,8 @@ class DenseProjection(ProjectionModule):
         #: "auto" (by measured input density), "event" or "dense"; see :func:`set_event_driven`.
         self.event_mode = "auto"
         self.event_threshold = EVENT_DENSITY_THRESHOLD
+        #: ``auto`` mode considers the event path only with at least this many outputs.
+        self.event_min_outputs = EVENT_MIN_OUTPUTS
         #: The path the last call with >= EVENT_MIN_ROWS rows took, and the density it measured (diagnostics).
         self.last_path: Optional[str] = None
         self.last_density: Optional[float] = None
@@ -193,6 +202,8 @@ class DenseProjection(ProjectionModule):
         if self.event_mode == "event":
             return True
         if rows < EVENT_MIN_ROWS or x.numel() == 0 or self.event_threshold <= 0.0:
+            return False
+        if self.weight.shape[0] < self.event_min_outputs:
             return False
         density = float(torch.count_nonzero(x)) / x.numel()
         self.last_density = density
@@ -328,22 +339,30 @@ class SparseProjection(ProjectionModule):
         return self.payload.replace(weight=project_weights(w, self.constraints))
 
 
-def set_event_driven(module: nn.Module, mode: str = "auto", threshold: Optional[float] = None) -> None:
+def set_event_driven(module: nn.Module, mode: str = "auto", threshold: Optional[float] = None,
+                     min_outputs: Optional[int] = None) -> None:
     """Choose dense or event-driven matmuls for every :class:`DenseProjection` in ``module``.
 
     ``mode``: ``"auto"`` (event-driven when the measured input density is at
-    most ``threshold``, default :data:`EVENT_DENSITY_THRESHOLD`), ``"event"``
-    (always) or ``"dense"`` (never).  Pass one projection module to set it alone.
+    most ``threshold``, default :data:`EVENT_DENSITY_THRESHOLD`, and the
+    projection has at least ``min_outputs`` outputs, default
+    :data:`EVENT_MIN_OUTPUTS`), ``"event"`` (always) or ``"dense"`` (never).
+    Pass one projection module to set it alone.
     """
     if mode not in ("auto", "event", "dense"):
         raise ValidationError(f"set_event_driven: mode={mode!r}; expected 'auto', 'event' or 'dense'")
     if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
         raise ValidationError(f"set_event_driven: threshold={threshold!r}; expected a density in [0, 1]")
+    if min_outputs is not None and (isinstance(min_outputs, bool) or not isinstance(min_outputs, int)
+                                    or min_outputs < 0):
+        raise ValidationError(f"set_event_driven: min_outputs={min_outputs!r}; expected an integer >= 0")
     for m in module.modules():
         if isinstance(m, DenseProjection):
             m.event_mode = mode
             if threshold is not None:
                 m.event_threshold = float(threshold)
+            if min_outputs is not None:
+                m.event_min_outputs = min_outputs
 
 
 class OneToOneProjection(ProjectionModule):
