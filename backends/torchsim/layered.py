@@ -155,7 +155,7 @@ def _run_scan(module: "SimulationModule", group: Group, ext: dict, first: Tensor
     pop = group.members[0]
     dyn: LIFDynamics = module._dyn[pop]  # type: ignore[assignment]
     c = coeffs[pop]
-    drive = ext[pop]
+    drive = ext[pop]  # a temporary (a projection's output or a sum of them), never a stored trajectory
     if drive is None:
         drive = first.new_zeros(steps, batch, dyn.size)
     weight = bias = hist = None
@@ -169,7 +169,8 @@ def _run_scan(module: "SimulationModule", group: Group, ext: dict, first: Tensor
     (v0,) = neurons[pop]
     z_all, v_all = lif_scan(drive, v0, c.a, c.v_leak, c.r, c.v_th, c.v_reset, zero_reset=dyn.model.reset == "zero",
                             detach=dyn.detach_reset, surrogate=dyn.surrogate, hist=hist, weight=weight, bias=bias,
-                            delay=delay, keep_v=any(p == pop and var != dyn.output_var for _, p, var in probes))
+                            delay=delay, keep_v=any(p == pop and var != dyn.output_var for _, p, var in probes),
+                            overwrite_drive=True)
     traj[pop] = z_all
     neurons[pop] = (v_all[-1],)
     for key, p, var in probes:

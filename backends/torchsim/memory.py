@@ -154,9 +154,13 @@ def _weight_elems(p: Projection) -> int:
 #: current, the scan's internal ``[T, B, n]`` buffers, its trajectory, and in training what the
 #: backward pass keeps and allocates), measured with benchmarks/memory_check.py on single-population
 #: networks (n = 4000, T = 100, B = 32, float32) of the fast path (backends/torchsim/layered.py).
+#: The LIF inference units were re-measured (2026-11-23) after the no-grad LIF scan stopped keeping
+#: ``[T, B, n]`` pre-reset and (unprobed) membrane buffers: lif 5.3 -> 2.0 (single:LIF:4000), lif_rec
+#: 4.7 -> 2.2 (fitted to dense-rec; single:LIF:4000:rec, dominated by its 64 MB weight, gives 3.3).
+#: cuba stays 6.3: single:CubaLIF:4000 now gives 4.0, but cuba-alif, the table's CubaLIF case, did not shrink.
 RUN_UNITS = {
-    ("lif", "inference"): 5.3, ("lif", "grad"): 9.1,
-    ("lif_rec", "inference"): 4.7, ("lif_rec", "grad"): 9.2,
+    ("lif", "inference"): 2.0, ("lif", "grad"): 9.1,
+    ("lif_rec", "inference"): 2.2, ("lif_rec", "grad"): 9.2,
     ("li", "inference"): 3.1, ("li", "grad"): 3.1,
     ("cuba", "inference"): 6.3, ("cuba", "grad"): 10.1,
     ("steps", "inference"): 3.1,
