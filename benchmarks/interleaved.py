@@ -13,12 +13,16 @@ measure memory (``suite.py`` does, per subprocess).
     .venv/bin/python benchmarks/interleaved.py --config 100x64x512 --only ntgraph,norse --modes rec-train
 
 Output: a markdown table on stdout, and with ``--out FILE`` the same table
-written to FILE (atomically), with the machine, versions and load average.
+written to FILE (atomically), with the machine, versions and load average, and
+the same rows as JSON beside it (FILE with the suffix ``.json``), which
+``benchmarks/history.py`` reads to build the regression table.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import json
 import os
 import statistics
 import sys
@@ -56,6 +60,16 @@ def make_step(impl: str, H: int, recurrent: bool, train: bool, x, labels) -> Cal
     return step
 
 
+def impl_version(impl: str) -> str:
+    """The installed version of ``impl``'s package (``"checkout"`` for ntgraph itself)."""
+    if impl == "ntgraph":
+        return "checkout"
+    try:
+        return importlib.metadata.version("torch" if impl == "plain-torch" else impl)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="100x64x128", help="TxBxH")
@@ -81,9 +95,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         except ImportError as exc:  # a peer that is not installed
             print(f"[skip] {impl}: {exc}", file=sys.stderr)
     load = os.getloadavg()
+    date = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
+    rows: list[dict] = []
     lines = [f"Interleaved timing, (T, B, H) = ({T}, {B}, {H}), {args.threads} thread(s), float32, "
              f"{args.repeats} rounds after 1 warm-up; torch {torch.__version__}; "
-             f"load average at start {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+             f"load average at start {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}; {date}",
              "", "| mode | implementation | min ms | median ms | median / fastest peer median |", "|---|---|---:|---:|---:|"]
     for mode in args.modes.split(","):
         net, kind = mode.split("-")
@@ -104,14 +120,26 @@ def main(argv: Optional[list[str]] = None) -> int:
             if impl == "ntgraph":
                 ratio = f"**{ratio}**"
             lines.append(f"| {mode} | {impl} | {1e3 * min(times[impl]):.1f} | {1e3 * med[impl]:.1f} | {ratio} |")
+            rows.append({"config": args.config, "T": T, "B": B, "H": H, "mode": mode, "implementation": impl,
+                         "min_ms": 1e3 * min(times[impl]), "median_ms": 1e3 * med[impl],
+                         "ratio_vs_fastest_peer": med[impl] / best if best else None})
         print("\n".join(lines[-len(impls):]), flush=True)
-    text = "\n".join(lines) + f"\n\nLoad average at the end: {os.getloadavg()[0]:.2f}.\n"
+    load_end = os.getloadavg()
+    text = "\n".join(lines) + f"\n\nLoad average at the end: {load_end[0]:.2f}.\n"
     print(text)
     if args.out:
         from ntgraph._atomic import atomic_write
 
         with atomic_write(Path(args.out), "w") as fh:
             fh.write(text)
+        data = {"benchmark": "interleaved", "config": args.config, "threads": args.threads,
+                "repeats": args.repeats, "dtype": "float32", "date_utc": date,
+                "load_average_at_start": [round(v, 2) for v in load],
+                "load_average_at_end": [round(v, 2) for v in load_end],
+                "versions": {"torch": torch.__version__, **{impl: impl_version(impl) for impl in impls}},
+                "rows": rows}
+        with atomic_write(Path(args.out).with_suffix(".json"), "w") as fh:
+            json.dump(data, fh, indent=2)
     return 0
 
 
