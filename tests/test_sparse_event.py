@@ -209,6 +209,64 @@ def test_auto_mode_follows_measured_density():
     assert proj.last_path == "dense"
 
 
+class _PassCounter:
+    """Counts ``Tensor.nonzero`` and ``torch.count_nonzero`` calls on inputs of ``n_pre`` columns (monkeypatched)."""
+
+    def __init__(self, monkeypatch, n_pre: int) -> None:
+        self.nonzero = self.count = 0
+        nonzero, count_nonzero = torch.Tensor.nonzero, torch.count_nonzero
+
+        def counting_nonzero(t, *args, **kwargs):
+            self.nonzero += t.shape[-1:] == (n_pre,)
+            return nonzero(t, *args, **kwargs)
+
+        def counting_count(t, *args, **kwargs):
+            self.count += t.shape[-1:] == (n_pre,)
+            return count_nonzero(t, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, "nonzero", counting_nonzero)
+        monkeypatch.setattr(torch, "count_nonzero", counting_count)
+
+    def take(self) -> tuple[int, int]:
+        """(nonzero calls, count_nonzero calls) since the last take."""
+        out = (self.nonzero, self.count)
+        self.nonzero = self.count = 0
+        return out
+
+
+def test_auto_event_path_extracts_the_events_once(monkeypatch):
+    """The density check and the event extraction share one ``nonzero`` pass; results equal the dense path."""
+    g = _shd_like(False, False)
+    m = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64)
+    ref = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64)
+    set_event_driven(m, "auto", threshold=0.05, min_outputs=1)
+    set_event_driven(ref, "dense")
+    proj: DenseProjection = m._proj["in"]
+    rng = np.random.default_rng(4)
+    sparse, dense = ((torch.tensor((rng.random((64, 20, 60)) < p) * 1.0) for p in (0.02, 0.5)))
+    passes = _PassCounter(monkeypatch, 60)
+    for x, path, expected in ((sparse, "event", (1, 0)), (dense, "dense", (1, 0)),  # events tried, discarded
+                              (dense, "dense", (0, 1)),  # after a dense input: count only
+                              (sparse, "event", (1, 1)), (sparse, "event", (1, 0))):
+        passes.take()
+        r = _run(m, x)
+        assert proj.last_path == path and passes.take() == expected, (path, expected)
+        rd = _run(ref, x)
+        assert torch.equal(r["s"], rd["s"]) and _close(r["y"], rd["y"], 1e-12)
+        assert _close(proj.weight.grad, ref._proj["in"].weight.grad)
+
+
+def test_auto_narrow_projection_goes_dense_without_measuring_density(monkeypatch):
+    """Fewer outputs than ``event_min_outputs``: dense, and ``x`` is never scanned for its density."""
+    g = _shd_like(False, False)
+    m = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64)
+    proj: DenseProjection = m._proj["in"]
+    set_event_driven(m, "auto", threshold=0.05, min_outputs=proj.weight.shape[0] + 1)
+    passes = _PassCounter(monkeypatch, 60)
+    m(torch.tensor((np.random.default_rng(5).random((64, 20, 60)) < 0.02) * 1.0))
+    assert proj.last_path == "dense" and proj.last_density is None and passes.take() == (0, 0)
+
+
 def test_auto_defaults_take_the_event_path_only_for_wide_projections():
     """The calibrated defaults: sparse input into >= EVENT_MIN_OUTPUTS neurons is event-driven, into fewer dense."""
     x = torch.tensor((np.random.default_rng(2).random((64, 20, 30)) < 0.03) * 1.0)

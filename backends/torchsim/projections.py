@@ -20,12 +20,18 @@ to rounding; ``tests/test_sparse_event.py`` compares them at float64):
 * **Event-driven dense projections** (:class:`EventMatmul`): spike tensors
   are binary and mostly zero, so ``x @ W^T`` over ``M`` rows needs only the
   rows of ``W^T`` of the active inputs.  :class:`DenseProjection` measures the
-  density of ``x`` (one ``count_nonzero`` per call) when ``x`` has at least
-  :data:`EVENT_MIN_ROWS` rows (the all-steps-at-once input drive, not the
-  per-step recurrent matmul) and uses the event path at or below
-  :data:`EVENT_DENSITY_THRESHOLD` (0.05) when the projection has at least
-  :data:`EVENT_MIN_OUTPUTS` (256) outputs (both calibrated here, see there);
-  :func:`set_event_driven` sets them or forces either path.
+  density of ``x`` when ``x`` has at least :data:`EVENT_MIN_ROWS` rows (the
+  all-steps-at-once input drive, not the per-step recurrent matmul) and the
+  projection has at least :data:`EVENT_MIN_OUTPUTS` (256) outputs (narrower
+  projections go dense without looking at ``x``), and uses the event path at or
+  below :data:`EVENT_DENSITY_THRESHOLD` (0.05) (both calibrated here, see there);
+  :func:`set_event_driven` sets them or forces either path.  The density check
+  and the event extraction share one pass: the events (``nonzero``) are
+  extracted once, the density is their count over ``x.numel()``, and the event
+  path reuses them.  Only right after a dense input (last measured density above
+  the threshold) is the density measured by the cheaper ``count_nonzero`` first,
+  so a stream of dense inputs does not pay for extracting discarded events; the
+  path chosen is the same either way (it always follows the exact density).
 """
 
 from __future__ import annotations
@@ -151,8 +157,14 @@ class EventMatmul(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x2d: Tensor, w: Tensor) -> Tensor:  # type: ignore[override]
-        rows, cols, vals = _events(x2d)
+    def forward(ctx: Any, x2d: Tensor, w: Tensor,  # type: ignore[override]
+                events: Optional[tuple[Tensor, Tensor]] = None) -> Tensor:
+        """``events``: ``x2d.nonzero(as_tuple=True)`` if already computed (saves a second pass over ``x2d``)."""
+        if events is None:
+            rows, cols, vals = _events(x2d)
+        else:
+            rows, cols = events
+            vals = x2d[rows, cols]
         y = _bag_sum(cols, w.t().contiguous(), _offsets(rows, x2d.shape[0]), vals)
         ctx.save_for_backward(rows, cols, vals, w)
         ctx.n_pre = x2d.shape[1]
@@ -167,13 +179,17 @@ class EventMatmul(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             order = torch.sort(cols, stable=True).indices
             grad_w = _bag_sum(rows[order], grad_y.contiguous(), _offsets(cols[order], ctx.n_pre), vals[order]).t()
-        return grad_x, grad_w
+        return grad_x, grad_w, None
 
 
-def event_linear(x: Tensor, w: Tensor, bias: Optional[Tensor] = None) -> Tensor:
-    """``F.linear(x, w, bias)`` through :class:`EventMatmul` (``x [..., n_pre] -> [..., n_post]``)."""
+def event_linear(x: Tensor, w: Tensor, bias: Optional[Tensor] = None,
+                 events: Optional[tuple[Tensor, Tensor]] = None) -> Tensor:
+    """``F.linear(x, w, bias)`` through :class:`EventMatmul` (``x [..., n_pre] -> [..., n_post]``).
+
+    ``events``: the nonzero ``(rows, cols)`` of ``x.reshape(-1, n_pre)`` if already known.
+    """
     lead = x.shape[:-1]
-    y = EventMatmul.apply(x.reshape(-1, x.shape[-1]), w).reshape(*lead, w.shape[0])
+    y = EventMatmul.apply(x.reshape(-1, x.shape[-1]), w, events).reshape(*lead, w.shape[0])
     return y if bias is None else y + bias
 
 
@@ -196,24 +212,42 @@ class DenseProjection(ProjectionModule):
 
     def use_events(self, x: Tensor) -> bool:
         """Whether ``x`` goes through the event-driven path (measures its density in ``auto`` mode)."""
+        return self._route(x)[0]
+
+    def _route(self, x: Tensor) -> tuple[bool, Optional[tuple[Tensor, Tensor]]]:
+        """(event path?, the events of ``x.reshape(-1, n_pre)`` if the density check extracted them).
+
+        In ``auto`` mode the density ``rho = |E| / x.numel()`` (``E``: nonzero entries) is measured only
+        for inputs of at least :data:`EVENT_MIN_ROWS` rows into at least ``event_min_outputs`` outputs; it
+        is taken from the extracted events themselves (one pass over ``x``), unless the last measured
+        density was above the threshold, in which case ``count_nonzero`` decides first.
+        """
         if self.event_mode == "dense" or x.dtype not in (torch.float32, torch.float64):
-            return False
+            return False, None
         rows = x.numel() // max(x.shape[-1], 1)
         if self.event_mode == "event":
-            return True
+            return True, None
         if rows < EVENT_MIN_ROWS or x.numel() == 0 or self.event_threshold <= 0.0:
-            return False
+            return False, None
         if self.weight.shape[0] < self.event_min_outputs:
-            return False
-        density = float(torch.count_nonzero(x)) / x.numel()
+            return False, None
+        if self.last_density is not None and self.last_density > self.event_threshold:
+            density = float(torch.count_nonzero(x)) / x.numel()
+            self.last_density = density
+            return density <= self.event_threshold, None
+        events = x.reshape(-1, x.shape[-1]).nonzero(as_tuple=True)
+        density = events[0].numel() / x.numel()
         self.last_density = density
-        return density <= self.event_threshold
+        if density > self.event_threshold:
+            return False, None
+        return True, (events[0], events[1])
 
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
         bias = self.bias if self.has_bias else None
-        if self.event_mode != "dense" and self.use_events(x):
+        use, events = self._route(x) if self.event_mode != "dense" else (False, None)
+        if use:
             self.last_path = "event"
-            return event_linear(x, w, bias)
+            return event_linear(x, w, bias, events)
         if x.numel() // max(x.shape[-1], 1) >= EVENT_MIN_ROWS:
             self.last_path = "dense"
         return F.linear(x, w, bias)
