@@ -81,7 +81,8 @@ class LIFScan(torch.autograd.Function):
     The loop runs on the shifted membrane ``s = v - v_th`` with the input term
     and the gain folded in once per call, so a step is 3-4 tensor operations::
 
-        C_t = (1-a)*(v_leak - v_th) + (1-a)*r*(D_t + b),   W' = diag((1-a)*r) W     (all steps at once)
+        C_t = (1-a)*(v_leak - v_th) + (1-a)*r*(D_t + b),   W' = diag((1-a)*r) W     (C: per step into x, no buffer,
+                                                                                 or all at once as the matmul's addend)
         x_t = a*s_{t-1} + C_t + z_{t-d} W'^T;   z_t = H(x_t);   s_t = lerp(x_t, v_reset - v_th, z_t) | x_t - z_t*v_th
 
     (``lerp`` with weight 0 or 1 returns exactly one end.)  This is the same
@@ -91,16 +92,23 @@ class LIFScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, drive: Tensor, v0: Tensor, a: Tensor, v_leak: Tensor, r: Tensor, v_th: Tensor,
                 v_reset: Tensor, hist: Optional[Tensor], weight: Optional[Tensor], bias: Optional[Tensor],
-                delay: int, zero_reset: bool, detach: bool, surrogate: Any) -> tuple[Tensor, Tensor]:
+                delay: int, zero_reset: bool, detach: bool, surrogate: Any,
+                keep_v: bool = True) -> tuple[Tensor, Tensor]:
         steps, batch, n = drive.shape
         recurrent = weight is not None
+        need_params = ctx is not None and any(ctx.needs_input_grad[2:7])
+        # Without keep_v the backward never reads v unless it must: then v is [1, B, n], the last step only.
+        store_v = keep_v or need_params or not detach
         gain = (1.0 - a) * r
         inp = drive if bias is None else drive + bias
-        c_all = torch.addcmul((1.0 - a) * (v_leak - v_th), inp, gain)  # (1-a)*(v_leak - v_th) + (1-a)*r*I
+        const = (1.0 - a) * (v_leak - v_th)
+        # C = (1-a)*(v_leak - v_th) + (1-a)*r*I: all at once for the matmul's addend, else per step into x (no buffer)
+        c_all = torch.addcmul(const, inp, gain) if recurrent else None
         x_all = torch.empty_like(drive)
         z_all = torch.empty_like(drive)
-        s_all = torch.empty_like(drive)
         shape = (batch, n)
+        s_all = torch.empty_like(drive) if store_v else None
+        s_buf = None if store_v else torch.empty(shape, dtype=drive.dtype, device=drive.device)
         a_b = a.expand(shape)
         reset_to = (v_reset - v_th).expand(shape) if zero_reset else None
         neg_th = (-v_th).expand(shape)
@@ -115,18 +123,18 @@ class LIFScan(torch.autograd.Function):
                     torch.addmm(c_all[t], pre, w_scaled_t, out=x)
                     x.addcmul_(a_b, s)
                 else:
-                    torch.addcmul(c_all[t], a_b, s, out=x)
+                    torch.addcmul(const, inp[t], gain, out=x)
+                    x.addcmul_(a_b, s)
                 z = torch.gt(x, 0, out=z_all[t])
                 if zero_reset:
-                    s = torch.lerp(x, reset_to, z, out=s_all[t])
+                    s = torch.lerp(x, reset_to, z, out=s_all[t] if store_v else s_buf)
                 else:
-                    s = torch.addcmul(x, z, neg_th, out=s_all[t])
-        v_all = s_all.add_(v_th)
+                    s = torch.addcmul(x, z, neg_th, out=s_all[t] if store_v else s_buf)
+        v_all = s_all.add_(v_th) if store_v else (s + v_th).unsqueeze(0)
         if ctx is not None:
             ctx.set_materialize_grads(False)
             ctx.zero_reset, ctx.detach, ctx.surrogate, ctx.delay = zero_reset, detach, surrogate, delay
             ctx.recurrent = recurrent
-            need_params = any(ctx.needs_input_grad[2:7])
             ctx.save_for_backward(x_all, z_all, v_all if need_params or not detach else None,
                                   v0 if need_params else None, drive if any(ctx.needs_input_grad[2:5]) else None,
                                   hist, weight, bias, a, v_leak, r, v_th, v_reset)
@@ -138,20 +146,31 @@ class LIFScan(torch.autograd.Function):
         zero_reset, detach, delay, recurrent = ctx.zero_reset, ctx.detach, ctx.delay, ctx.recurrent
         needs = ctx.needs_input_grad
         steps, batch, n = x_all.shape
-        psi = ctx.surrogate.derivative(x_all)
+        fast = detach and not recurrent and not needs[5]
+        if grad_v is not None and grad_v.shape[0] != steps and not fast:  # v was [1, B, n]: the last step only
+            full = torch.zeros_like(x_all)
+            full[steps - 1] = grad_v[0]
+            grad_v = full
         gain = (1.0 - a) * r
         w_scaled = gain.unsqueeze(-1) * weight if recurrent else None
         if grad_z is None:
             grad_z = torch.zeros_like(x_all)
-        if detach:
-            g_all, gv_all, gz_all = _backward_detached(x_all, z_all, psi, grad_z, grad_v, a, w_scaled, delay,
-                                                       zero_reset, needs)
+        psi = gz_all = None
+        if fast:
+            g_all, gi_all, gv_all, g_first = _backward_detached_ff(x_all, z_all, grad_z, grad_v, a, gain,
+                                                                   ctx.surrogate, zero_reset, needs)
         else:
-            g_all, gv_all, gz_all = _backward_general(x_all, z_all, psi, grad_z, grad_v, a, w_scaled, v_th,
-                                                      v_reset, delay, zero_reset, needs)
-        gi_all = g_all * gain  # dL/dI_t
+            psi = ctx.surrogate.derivative(x_all)
+            if detach:
+                g_all, gv_all, gz_all = _backward_detached(x_all, z_all, psi, grad_z, grad_v, a, w_scaled, delay,
+                                                           zero_reset, needs)
+            else:
+                g_all, gv_all, gz_all = _backward_general(x_all, z_all, psi, grad_z, grad_v, a, w_scaled, v_th,
+                                                          v_reset, delay, zero_reset, needs)
+            gi_all = g_all * gain  # dL/dI_t
+            g_first = g_all[0]
         grad_drive = gi_all if needs[0] else None
-        grad_v0 = a * g_all[0] if needs[1] else None
+        grad_v0 = a * g_first if needs[1] else None
         grad_hist = grad_w = grad_b = None
         if recurrent:
             if needs[7]:
@@ -181,13 +200,54 @@ class LIFScan(torch.autograd.Function):
         if needs[6]:
             grad_reset = _reduce_to(gv_all * z_all, v_reset) if zero_reset else torch.zeros_like(v_reset)
         return (grad_drive, grad_v0, grad_a, grad_leak, grad_r, grad_th, grad_reset, grad_hist, grad_w, grad_b,
-                None, None, None, None)
+                None, None, None, None, None)
 
 
 def _pre_all(hist: Tensor, z_all: Tensor, delay: int) -> Tensor:
     """What the self-projection reads at every step: ``z_{t-d}`` (``hist`` before step 0), ``[T, B, n]``."""
     steps = z_all.shape[0]
     return torch.cat([hist, z_all[:max(steps - delay, 0)]])[:steps]
+
+
+def _backward_detached_ff(x_all: Tensor, z_all: Tensor, grad_z: Tensor, grad_v: Optional[Tensor], a: Tensor,
+                          gain: Tensor, surrogate: Any, zero_reset: bool,
+                          needs: tuple) -> tuple[Optional[Tensor], Tensor, Optional[Tensor], Tensor]:
+    """``G`` and ``dL/dI = G*(1-a)*r`` for a detached reset without a self-projection, fused per step.
+
+    Every step works on ``[B, n]`` slices that stay in cache, instead of
+    ~10 whole-``[T, B, n]`` passes (surrogate, ``1 - z``, ``K``, ``gain``)::
+
+        gv_t = dL/dv_t + a*G_{t+1};   G_t = gz_t*psi(x_t) + gv_t*(1 - z_t | 1);   dL/dI_t = G_t*(1-a)*r
+
+    (``gv - gv*z`` is exact for ``z`` in {0, 1}.)  ``psi`` comes from the
+    surrogate's :meth:`grad_input`.  Returns ``G`` (``None`` unless a neuron
+    parameter needs it; then ``G_t`` lives in one ``[B, n]`` buffer), ``dL/dI``,
+    ``dL/dv`` when the reset value needs a gradient, and ``G_0``.
+    """
+    steps, batch, n = x_all.shape
+    g_all = torch.empty_like(x_all) if any(needs[2:7]) else None
+    g_buf = torch.empty_like(x_all[0])  # G_{t+1} is read (into carry) before G_t overwrites it
+    gi_all = torch.empty_like(x_all)
+    a_b = a.expand(batch, n)
+    gain_b = gain.expand(batch, n)
+    carry = torch.empty_like(x_all[0])
+    v_from = steps - grad_v.shape[0] if grad_v is not None else steps  # grad_v covers steps v_from .. T-1
+    g: Optional[Tensor] = None
+    for t in range(steps - 1, -1, -1):
+        if g is not None:
+            gv: Optional[Tensor] = torch.mul(g, a_b, out=carry)
+            if t >= v_from:
+                gv.add_(grad_v[t - v_from])
+        else:
+            gv = carry.copy_(grad_v[t - v_from]) if t >= v_from else None
+        g = surrogate.grad_input(x_all[t], grad_z[t], out=g_all[t] if g_all is not None else g_buf)
+        if gv is not None:
+            if zero_reset:
+                gv.addcmul_(gv, z_all[t], value=-1.0)
+            g.add_(gv)
+        torch.mul(g, gain_b, out=gi_all[t])
+    gv_all = _grad_v_from(g_all, grad_v, a) if needs[6] else None
+    return g_all, gi_all, gv_all, g
 
 
 def _backward_detached(x_all: Tensor, z_all: Tensor, psi: Tensor, grad_z: Tensor, grad_v: Optional[Tensor],
@@ -291,13 +351,14 @@ def lif_scan(drive: Tensor, v0: Tensor, a: Tensor, v_leak: Tensor, r: Tensor, v_
     ``drive`` ``[T, B, n]`` is the current from outside the population;
     ``weight`` ``[n, n]`` / ``bias`` ``[n]`` the population's dense self-projection of ``delay`` steps (``hist``
     ``[delay, B, n]``: its outputs of steps ``-delay .. -1``, oldest first).  Without autograd (no tensor needing
-    a gradient, or under ``torch.no_grad``) :func:`_lif_forward_nograd` runs the same steps with no saved state;
-    there ``keep_v=False`` (no membrane probe) returns only the last membrane, ``[1, B, n]``, and
+    a gradient, or under ``torch.no_grad``) :func:`_lif_forward_nograd` runs the same steps with no saved state.
+    ``keep_v=False`` (no membrane probe) returns only the last membrane, ``[1, B, n]`` (under autograd too,
+    unless the backward needs all of ``v``: learnable neuron parameters or a non-detached reset), and
     ``overwrite_drive=True`` (``drive`` is the caller's temporary) lets it reuse ``drive``'s memory.
     """
     args = (drive, v0, a, v_leak, r, v_th, v_reset, hist, weight, bias, delay, zero_reset, detach, surrogate)
     if torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in args):
-        return LIFScan.apply(*args)
+        return LIFScan.apply(*args, keep_v)
     return _lif_forward_nograd(drive, v0, a, v_leak, r, v_th, v_reset, hist, weight, bias, delay, zero_reset, keep_v,
                                overwrite_drive)
 
