@@ -20,36 +20,18 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
-import random
 import statistics
 import time
 from typing import Optional
 
 from _results import ROOT, machine_info, peak_rss_mb, write_results
+from suite import chain_graph
 
-TAU_MEM = 20e-3  # s
 
 
 def build(populations: int, size: int, seed: int = 0):
-    """The benchmark graph (see the module docstring)."""
-    import ntgraph as ntg
-
-    rng = random.Random(seed)
-    g = ntg.Graph("big", seed=seed)
-    g.input("x", size)
-    prev = "x"
-    for i in range(populations):
-        g.population(f"p{i}", ntg.LIF(tau_mem=TAU_MEM), size)
-        g.dense(prev, f"p{i}", scale=1.0)
-        prev = f"p{i}"
-    pairs: set[tuple[int, int]] = set()
-    for _ in range(populations):
-        i, j = sorted(rng.sample(range(populations), 2))
-        if j > i + 1 and (i, j) not in pairs:
-            pairs.add((i, j))
-            g.dense(f"p{i}", f"p{j}", scale=0.1)
-    g.output("y", prev)
-    return g
+    """The benchmark graph (see the module docstring; built by :func:`suite.chain_graph`)."""
+    return chain_graph(populations, size, seed)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

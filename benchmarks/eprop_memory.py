@@ -34,9 +34,8 @@ import time
 from typing import Optional
 
 from _results import ROOT, machine_info, peak_rss_mb, write_results
+from suite import DT, N_IN, N_OUT, eprop_graph
 
-N_IN, N_OUT = 700, 20
-TAU_MEM, DT = 20e-3, 1e-3  # s
 
 
 def job(algo: str, steps: int, batch: int, hidden: int, threads: int) -> dict:
@@ -49,15 +48,7 @@ def job(algo: str, steps: int, batch: int, hidden: int, threads: int) -> dict:
     from backends.torchsim.learning.losses import CrossEntropyOverTime
 
     torch.set_num_threads(threads)
-    g = ntg.Graph("eprop", seed=0)
-    g.input("x", N_IN)
-    g.population("h", ntg.LIF(tau_mem=TAU_MEM, v_th=1.0, reset="subtract"), hidden)
-    g.dense("x", "h", scale=2.0)
-    g.dense("h", "h", scale=0.5, no_self=True)
-    g.population("o", ntg.LI(tau_mem=TAU_MEM), N_OUT)
-    g.dense("h", "o", scale=1.0)
-    g.output("y", "o")
-    model = ntg.compile(g, "torch", dt=DT, dtype=torch.float32)
+    model = ntg.compile(eprop_graph(hidden), "torch", dt=DT, dtype=torch.float32)
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(steps, batch, N_IN, generator=gen) < 0.05).float()
     labels = torch.randint(0, N_OUT, (batch,), generator=gen)

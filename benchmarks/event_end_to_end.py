@@ -17,7 +17,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -63,14 +62,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         model(x)
 
             steps[path] = step
-        times: dict[str, list[float]] = {k: [] for k in steps}
-        for f in steps.values():
-            f()
-        for _ in range(args.repeats):
-            for k, f in steps.items():
-                t0 = time.perf_counter()
-                f()
-                times[k].append(time.perf_counter() - t0)
+        times = suite.interleaved_times(steps, args.repeats)
         med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
         print(f"{T}x{B}x{H} {mode}: dense {med['dense']:.1f} ms, event {med['event']:.1f} ms, "
               f"dense/event {med['dense'] / med['event']:.2f}", flush=True)

@@ -104,14 +104,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     for mode in args.modes.split(","):
         net, kind = mode.split("-")
         steps = {impl: make_step(impl, H, net == "rec", kind == "train", x, labels) for impl in impls}
-        times: dict[str, list[float]] = {impl: [] for impl in impls}
-        for f in steps.values():
-            f()
-        for _ in range(args.repeats):
-            for impl, f in steps.items():
-                t0 = time.perf_counter()
-                f()
-                times[impl].append(time.perf_counter() - t0)
+        times = suite.interleaved_times(steps, args.repeats)
         med = {k: statistics.median(v) for k, v in times.items()}
         peers = [k for k in impls if k not in suite.NOT_PEERS]
         best = min((med[k] for k in peers), default=None)

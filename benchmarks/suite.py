@@ -56,6 +56,46 @@ ROOT = Path(__file__).resolve().parent.parent
 N_IN, N_OUT = 700, 20
 TAU_MEM = 20e-3  # s
 DT = 1e-3  # s
+
+
+def eprop_graph(hidden: int):
+    """The e-prop memory workload: 700 inputs -> ``hidden`` recurrent LIF -> 20 LI (also benchmarks/eprop_memory.py)."""
+    import ntgraph as ntg
+
+    g = ntg.Graph("eprop", seed=0)
+    g.input("x", N_IN)
+    g.population("h", ntg.LIF(tau_mem=TAU_MEM, v_th=1.0, reset="subtract"), hidden)
+    g.dense("x", "h", scale=2.0)
+    g.dense("h", "h", scale=0.5, no_self=True)
+    g.population("o", ntg.LI(tau_mem=TAU_MEM), N_OUT)
+    g.dense("h", "o", scale=1.0)
+    g.output("y", "o")
+    return g
+
+
+def chain_graph(populations: int, size: int, seed: int = 0):
+    """The compile-time workload: a chain of ``populations`` LIF populations of ``size`` neurons plus random
+    extra forward projections (acyclic); also benchmarks/compile_time.py."""
+    import random
+
+    import ntgraph as ntg
+
+    rng = random.Random(seed)
+    g = ntg.Graph("big", seed=seed)
+    g.input("x", size)
+    prev = "x"
+    for i in range(populations):
+        g.population(f"p{i}", ntg.LIF(tau_mem=TAU_MEM), size)
+        g.dense(prev, f"p{i}", scale=1.0)
+        prev = f"p{i}"
+    pairs: set[tuple[int, int]] = set()
+    for _ in range(populations):
+        i, j = sorted(rng.sample(range(populations), 2))
+        if j > i + 1 and (i, j) not in pairs:
+            pairs.add((i, j))
+            g.dense(f"p{i}", f"p{j}", scale=0.1)
+    g.output("y", prev)
+    return g
 SHD_CONFIGS = [(100, 64, 128), (100, 64, 512), (250, 32, 256)]
 PEERS = ["snntorch", "norse", "spikingjelly", "sinabs"]
 IMPLS = ["ntgraph"] + PEERS + ["plain-torch"]
@@ -66,6 +106,21 @@ NOT_PEERS = {"ntgraph", "plain-torch"}
 def _peak_rss_mb() -> float:
     """Peak resident set size of this process in MiB (``ru_maxrss`` is KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def interleaved_times(steps: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each step, the steps timed in turn within each round (so a change of machine load
+    hits all of them alike): ``warmup`` untimed rounds, then ``repeats`` timed ones."""
+    for _ in range(warmup):
+        for fn in steps.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(repeats):
+        for k, fn in steps.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return times
 
 
 def _timed(fn: Callable[[], Any], warmup: int, repeats: int) -> list[float]:
@@ -361,15 +416,7 @@ def job_eprop(spec: dict) -> dict:
     from backends.torchsim.learning.losses import CrossEntropyOverTime
 
     T, B, H = spec["T"], spec["B"], spec["H"]
-    g = ntg.Graph("eprop", seed=0)
-    g.input("x", N_IN)
-    g.population("h", ntg.LIF(tau_mem=TAU_MEM, v_th=1.0, reset="subtract"), H)
-    g.dense("x", "h", scale=2.0)
-    g.dense("h", "h", scale=0.5, no_self=True)
-    g.population("o", ntg.LI(tau_mem=TAU_MEM), N_OUT)
-    g.dense("h", "o", scale=1.0)
-    g.output("y", "o")
-    model = ntg.compile(g, "torch", dt=DT, dtype=torch.float32)
+    model = ntg.compile(eprop_graph(H), "torch", dt=DT, dtype=torch.float32)
     x, labels = _shd_data(T, B)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     algo = EProp() if spec["algo"] == "eprop" else BPTT()
@@ -383,8 +430,6 @@ def job_eprop(spec: dict) -> dict:
 
 
 def job_compile(spec: dict) -> dict:
-    import random
-
     import torch  # noqa: F401  (import cost outside the timed region)
 
     import ntgraph as ntg
@@ -392,22 +437,7 @@ def job_compile(spec: dict) -> dict:
     n, size = spec["populations"], spec["size"]
 
     def build() -> "ntg.Graph":
-        rng = random.Random(0)
-        g = ntg.Graph("big", seed=0)
-        g.input("x", size)
-        prev = "x"
-        for i in range(n):
-            g.population(f"p{i}", ntg.LIF(tau_mem=TAU_MEM), size)
-            g.dense(prev, f"p{i}", scale=1.0)
-            prev = f"p{i}"
-        pairs: set[tuple[int, int]] = set()
-        for _ in range(n):  # random extra forward projections (the graph stays acyclic)
-            i, j = sorted(rng.sample(range(n), 2))
-            if j > i + 1 and (i, j) not in pairs:
-                pairs.add((i, j))
-                g.dense(f"p{i}", f"p{j}", scale=0.1)
-        g.output("y", prev)
-        return g
+        return chain_graph(n, size, seed=0)
 
     build_times, compile_times = [], []
     graph = None
