@@ -9,18 +9,7 @@ import torch
 import ntgraph as ntg
 from backends.torchsim.learning.algorithms import BPTT, TBPTT
 from backends.torchsim.learning.eprop import AdaptiveFeedback, EProp, RandomFeedback, SymmetricFeedback
-
-
-class PerStepMSE:
-    """Sum over steps of the squared error, averaged over steps: decomposes exactly over time."""
-
-    output = "y"
-
-    def __call__(self, y, target):
-        return ((y - target) ** 2).sum() / y.shape[0]
-
-    def step_loss(self, y_t, target, t, steps):
-        return ((y_t - target[t]) ** 2).sum() / steps
+from objectives import PerStepMSE
 
 
 def hidden_model(kind: str, reset: str):

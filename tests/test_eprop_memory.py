@@ -20,16 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import ntgraph as ntg
 from backends.torchsim.learning.algorithms import BPTT
 from backends.torchsim.learning.eprop import EProp
-
-
-class PerStepMSE:
-    output = "y"
-
-    def __call__(self, y, target):
-        return ((y - target) ** 2).sum() / y.shape[0]
-
-    def step_loss(self, y_t, target, t, steps):
-        return ((y_t - target[t]) ** 2).sum() / steps
+from objectives import PerStepMSE
 
 
 def _graph():
