@@ -24,6 +24,9 @@ import torch
 
 import ntgraph as ntg
 from backends.torchsim import ArcTan, FastSigmoid, Triangle
+from backends.torchsim import events as events_module
+from backends.torchsim import scan as scan_module
+from backends.torchsim.projections import set_event_driven
 
 
 def network(reset: str) -> ntg.Graph:
@@ -84,18 +87,21 @@ from random_graphs import probes, random_graph, random_inputs, spiking_keys  # n
 LIF_PARAMS = ("tau_mem", "v_th", "v_leak", "v_reset", "r")
 
 
-def run_both(g: ntg.Graph, xs: dict, *, seed: int, record: Optional[list] = None, **options):
+def run_both(g: ntg.Graph, xs: dict, *, seed: int, record: Optional[list] = None, event_mode: Optional[str] = None,
+             **options):
     """Fast plan and reference loop (plain autograd steps) on the same graph: results and gradients.
 
     The loss weighs every output and every recorded variable (by default every recordable one) with fixed
     random weights, plus the final neuron states, so the gradient reaches every parameter and input through
-    every recorded path, the membranes included.
+    every recorded path, the membranes included.  ``event_mode`` sets the fast model's dense projections to
+    that event mode (:func:`set_event_driven`); the reference is always dense.
     """
     runs = []
     for fast in (True, False):
         model = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64, record=probes(g) if record is None else record,
                             **options)
         model.fast = fast
+        set_event_driven(model, event_mode if fast and event_mode is not None else "dense")
         if not fast:
             for dyn in model.populations.values():
                 dyn.capture = True  # the plain autograd step, not the fused one
@@ -260,6 +266,94 @@ def test_feed_forward_scan_without_probes_backpropagates_through_the_final_membr
     xs = {"x": (np.random.default_rng(11).random((30, 4, 10)) < 0.3).astype(np.float64)}
     runs = run_both(g, xs, seed=7, record=[], surrogate=surrogate, detach_reset=detach_reset)
     assert_same(g, runs)
+
+
+class _EventUse:
+    """Counts the recurrent steps summed from events and the weight gradients taken from events (monkeypatched)."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.steps = self.grads = 0
+        product, grad = events_module.StepEvents.product, scan_module.event_weight_grad
+
+        def counting_product(step_events, t, table):
+            y = product(step_events, t, table)
+            self.steps += y is not None
+            return y
+
+        def counting_grad(*args, **kwargs):
+            self.grads += 1
+            return grad(*args, **kwargs)
+
+        monkeypatch.setattr(events_module.StepEvents, "product", counting_product)
+        monkeypatch.setattr(scan_module, "event_weight_grad", counting_grad)
+
+
+@pytest.mark.parametrize("learnable", [(), ("tau_mem", "r"), LIF_PARAMS], ids=["fixed", "some", "all"])
+@pytest.mark.parametrize("reset,delay", [("zero", 1), ("subtract", 2)])
+@pytest.mark.parametrize("detach_reset", [True, False], ids=["detached", "attached"])
+def test_event_driven_recurrence_equals_the_reference(monkeypatch, learnable, reset, delay, detach_reset):
+    """The LIF scan's recurrent product summed from the spikes' events (``event`` mode) and its weight gradient
+    from the same events, against the dense step loop: identical spikes, gradients within 1e-6 at float64.
+
+    ``all`` includes the threshold (the scan's unfused backward), ``fixed``/``some`` take the fused one."""
+    g = recurrent_lif(reset, learnable=learnable, delay=delay)
+    xs = {"x": (np.random.default_rng(21).random((30, 4, 12)) < 0.3).astype(np.float64)}
+    use = _EventUse(monkeypatch)
+    runs = run_both(g, xs, seed=5, event_mode="event", detach_reset=detach_reset)
+    assert use.steps == 30 - delay and use.grads == 1  # every step that reads the scan's own spikes
+    assert 10 < runs[1][1]["s"].sum() < runs[1][1]["s"].numel() / 2
+    assert_same(g, runs)
+
+
+def test_event_driven_recurrence_auto_mode_follows_size_and_density(monkeypatch):
+    """``auto``: the event path only for step GEMMs of >= EVENT_MIN_STEP_MACS multiply-adds, and per step only at
+    density <= the threshold (else the dense GEMM); the weight gradient from events only when the density over
+    all steps is at most the threshold.  Values equal the dense path's either way."""
+    n, batch = 512, 32
+    assert batch * n * n >= events_module.EVENT_MIN_STEP_MACS > 8 * n * n
+    g = ntg.Graph("wide", seed=2)
+    g.input("x", 20)
+    g.population("h", ntg.LIF(tau_mem=10e-3, v_th=1.0, reset="zero"), n)
+    g.dense("x", "h", scale=3.0)
+    g.dense("h", "h", scale=0.5, no_self=True)
+    g.output("s", "h")
+    rng = np.random.default_rng(3)
+    x = torch.tensor((rng.random((8, batch, 20)) < 0.1).astype(np.float64))
+    ref = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64)
+    set_event_driven(ref, "dense")
+    expected = ref(x)["s"]
+    expected.sum().backward()
+    for threshold, size_ok in ((0.5, True), (0.0, True), (0.5, False)):
+        use = _EventUse(monkeypatch)
+        model = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64)
+        set_event_driven(model, "auto", threshold=threshold)
+        xb = x if size_ok else x[:, :8]
+        out = model(xb)["s"]
+        out.sum().backward()
+        assert use.steps == (7 if threshold > 0 and size_ok else 0), (threshold, size_ok)
+        assert use.grads == (1 if threshold > 0 and size_ok else 0), (threshold, size_ok)
+        if size_ok:
+            assert torch.equal(out, expected)
+            assert 0.01 < float(out[1:].detach().mean()) < 0.5
+            torch.testing.assert_close(model.projections["h->h"].weight.grad, ref.projections["h->h"].weight.grad,
+                                       atol=1e-9, rtol=1e-9)
+
+
+def test_event_driven_recurrence_without_autograd_equals_the_reference(monkeypatch):
+    """The inference scan with the event-driven recurrence: same spikes and membranes as the dense step loop."""
+    g = recurrent_lif("zero", delay=1)
+    model = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64, record=["h.v"])
+    x = torch.tensor((np.random.default_rng(8).random((30, 3, 12)) < 0.3).astype(np.float64))
+    use = _EventUse(monkeypatch)
+    with torch.no_grad():
+        set_event_driven(model, "event")
+        fast = model(x)
+        set_event_driven(model, "dense")
+        model.fast = False
+        ref = model(x)
+    assert use.steps == 29
+    assert torch.equal(fast["s"], ref["s"]) and fast["s"].sum() > 10
+    torch.testing.assert_close(fast["h.v"], ref["h.v"], atol=1e-12, rtol=0)
 
 
 def test_state_carries_over_between_fast_runs():

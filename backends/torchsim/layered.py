@@ -158,7 +158,7 @@ def _run_scan(module: "SimulationModule", group: Group, ext: dict, first: Tensor
     drive = ext[pop]  # a temporary (a projection's output or a sum of them), never a stored trajectory
     if drive is None:
         drive = first.new_zeros(steps, batch, dyn.size)
-    weight = bias = hist = None
+    weight = bias = hist = events = None
     delay = 1
     if group.self_proj is not None:
         proj, delay = group.self_proj
@@ -166,11 +166,12 @@ def _run_scan(module: "SimulationModule", group: Group, ext: dict, first: Tensor
         pm = module._proj[proj]
         bias = pm.bias if getattr(pm, "has_bias", False) else None
         hist = torch.stack(past[pop][len(past[pop]) - delay:])
+        events = (pm.event_mode, pm.event_threshold)
     (v0,) = neurons[pop]
     z_all, v_all = lif_scan(drive, v0, c.a, c.v_leak, c.r, c.v_th, c.v_reset, zero_reset=dyn.model.reset == "zero",
                             detach=dyn.detach_reset, surrogate=dyn.surrogate, hist=hist, weight=weight, bias=bias,
                             delay=delay, keep_v=any(p == pop and var != dyn.output_var for _, p, var in probes),
-                            overwrite_drive=True)
+                            overwrite_drive=True, events=events)
     traj[pop] = z_all
     neurons[pop] = (v_all[-1],)
     for key, p, var in probes:

@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .events import StepEvents, event_weight_grad
+
 __all__ = ["LIFScan", "LinearScan", "ALIFScan", "lif_scan", "linear_scan", "alif_scan", "step_threads"]
 
 #: Per-step GEMMs of at most this many multiply-adds run on one intra-op thread (see :func:`step_threads`).
@@ -81,19 +83,21 @@ class LIFScan(torch.autograd.Function):
     The loop runs on the shifted membrane ``s = v - v_th`` with the input term
     and the gain folded in once per call, so a step is 3-4 tensor operations::
 
-        C_t = (1-a)*(v_leak - v_th) + (1-a)*r*(D_t + b),   W' = diag((1-a)*r) W     (C: per step into x, no buffer,
-                                                                                 or all at once as the matmul's addend)
+        C_t = (1-a)*(v_leak - v_th) + (1-a)*r*(D_t + b),   W' = diag((1-a)*r) W     (C_t: per step into x, no buffer)
         x_t = a*s_{t-1} + C_t + z_{t-d} W'^T;   z_t = H(x_t);   s_t = lerp(x_t, v_reset - v_th, z_t) | x_t - z_t*v_th
 
     (``lerp`` with weight 0 or 1 returns exactly one end.)  This is the same
     recurrence as the step function, rounded differently in the last bits.
+    With a large self-projection (``events``, :class:`~.events.StepEvents`) the
+    product ``z_{t-d} W'^T`` is summed from the rows of ``W'^T`` of the neurons
+    that spiked, and the events are kept for the weight gradient.
     """
 
     @staticmethod
     def forward(ctx: Any, drive: Tensor, v0: Tensor, a: Tensor, v_leak: Tensor, r: Tensor, v_th: Tensor,
                 v_reset: Tensor, hist: Optional[Tensor], weight: Optional[Tensor], bias: Optional[Tensor],
                 delay: int, zero_reset: bool, detach: bool, surrogate: Any,
-                keep_v: bool = True) -> tuple[Tensor, Tensor]:
+                keep_v: bool = True, events: Optional[tuple[str, float]] = None) -> tuple[Tensor, Tensor]:
         steps, batch, n = drive.shape
         recurrent = weight is not None
         need_params = ctx is not None and any(ctx.needs_input_grad[2:7])
@@ -102,8 +106,7 @@ class LIFScan(torch.autograd.Function):
         gain = (1.0 - a) * r
         inp = drive if bias is None else drive + bias
         const = (1.0 - a) * (v_leak - v_th)
-        # C = (1-a)*(v_leak - v_th) + (1-a)*r*I: all at once for the matmul's addend, else per step into x (no buffer)
-        c_all = torch.addcmul(const, inp, gain) if recurrent else None
+        # C_t = (1-a)*(v_leak - v_th) + (1-a)*r*I_t, per step into x (no [T, B, n] buffer)
         x_all = torch.empty_like(drive)
         z_all = torch.empty_like(drive)
         shape = (batch, n)
@@ -115,17 +118,16 @@ class LIFScan(torch.autograd.Function):
         s = v0 - v_th
         w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
         macs = batch * weight.shape[0] * weight.shape[1] if recurrent else 0
+        step_events, table = _step_events(events, drive, weight, steps, batch, delay, w_scaled_t)
         with step_threads(macs):
             for t in range(steps):
-                x = x_all[t]
+                x = torch.addcmul(const, inp[t], gain, out=x_all[t])
                 if recurrent:
-                    pre = z_all[t - delay] if t >= delay else hist[t]
-                    torch.addmm(c_all[t], pre, w_scaled_t, out=x)
-                    x.addcmul_(a_b, s)
-                else:
-                    torch.addcmul(const, inp[t], gain, out=x)
-                    x.addcmul_(a_b, s)
+                    _add_recurrent_input(t, delay, hist, z_all, w_scaled_t, step_events, table, x)
+                x.addcmul_(a_b, s)
                 z = torch.gt(x, 0, out=z_all[t])
+                if step_events is not None and t + delay < steps:
+                    step_events.record(t, z)
                 if zero_reset:
                     s = torch.lerp(x, reset_to, z, out=s_all[t] if store_v else s_buf)
                 else:
@@ -134,7 +136,7 @@ class LIFScan(torch.autograd.Function):
         if ctx is not None:
             ctx.set_materialize_grads(False)
             ctx.zero_reset, ctx.detach, ctx.surrogate, ctx.delay = zero_reset, detach, surrogate, delay
-            ctx.recurrent = recurrent
+            ctx.recurrent, ctx.step_events = recurrent, step_events
             ctx.save_for_backward(x_all, z_all, v_all if need_params or not detach else None,
                                   v0 if need_params else None, drive if any(ctx.needs_input_grad[2:5]) else None,
                                   hist, weight, bias, a, v_leak, r, v_th, v_reset)
@@ -146,19 +148,20 @@ class LIFScan(torch.autograd.Function):
         zero_reset, detach, delay, recurrent = ctx.zero_reset, ctx.detach, ctx.delay, ctx.recurrent
         needs = ctx.needs_input_grad
         steps, batch, n = x_all.shape
-        fast = detach and not recurrent and not needs[5]
+        fast = detach and not needs[5]
         if grad_v is not None and grad_v.shape[0] != steps and not fast:  # v was [1, B, n]: the last step only
             full = torch.zeros_like(x_all)
             full[steps - 1] = grad_v[0]
             grad_v = full
         gain = (1.0 - a) * r
-        w_scaled = gain.unsqueeze(-1) * weight if recurrent else None
+        w_scaled = gain.unsqueeze(-1) * weight if recurrent and not fast else None
         if grad_z is None:
             grad_z = torch.zeros_like(x_all)
         psi = gz_all = None
         if fast:
-            g_all, gi_all, gv_all, g_first = _backward_detached_ff(x_all, z_all, grad_z, grad_v, a, gain,
-                                                                   ctx.surrogate, zero_reset, needs)
+            g_all, gi_all, gv_all, g_first = _backward_detached_fused(x_all, z_all, grad_z, grad_v, a, gain,
+                                                                      ctx.surrogate, zero_reset, needs,
+                                                                      weight if recurrent else None, delay)
         else:
             psi = ctx.surrogate.derivative(x_all)
             if detach:
@@ -174,10 +177,10 @@ class LIFScan(torch.autograd.Function):
         grad_hist = grad_w = grad_b = None
         if recurrent:
             if needs[7]:
-                grad_hist = torch.stack([g_all[j] @ w_scaled if j < steps else torch.zeros_like(hist[j])
+                grad_hist = torch.stack([gi_all[j] @ weight if j < steps else torch.zeros_like(hist[j])
                                          for j in range(delay)])
             if needs[8]:
-                grad_w = gi_all.reshape(-1, n).t() @ _pre_all(hist, z_all, delay).reshape(-1, n)
+                grad_w = _recurrent_weight_grad(gi_all, z_all, hist, delay, ctx.step_events)
         if bias is not None and needs[9]:
             grad_b = gi_all.reshape(-1, n).sum(0)
         grad_a = grad_leak = grad_r = grad_th = grad_reset = None
@@ -200,7 +203,7 @@ class LIFScan(torch.autograd.Function):
         if needs[6]:
             grad_reset = _reduce_to(gv_all * z_all, v_reset) if zero_reset else torch.zeros_like(v_reset)
         return (grad_drive, grad_v0, grad_a, grad_leak, grad_r, grad_th, grad_reset, grad_hist, grad_w, grad_b,
-                None, None, None, None, None)
+                None, None, None, None, None, None)
 
 
 def _pre_all(hist: Tensor, z_all: Tensor, delay: int) -> Tensor:
@@ -209,14 +212,64 @@ def _pre_all(hist: Tensor, z_all: Tensor, delay: int) -> Tensor:
     return torch.cat([hist, z_all[:max(steps - delay, 0)]])[:steps]
 
 
-def _backward_detached_ff(x_all: Tensor, z_all: Tensor, grad_z: Tensor, grad_v: Optional[Tensor], a: Tensor,
-                          gain: Tensor, surrogate: Any, zero_reset: bool,
-                          needs: tuple) -> tuple[Optional[Tensor], Tensor, Optional[Tensor], Tensor]:
-    """``G`` and ``dL/dI = G*(1-a)*r`` for a detached reset without a self-projection, fused per step.
+def _step_events(events: Optional[tuple[str, float]], drive: Tensor, weight: Optional[Tensor], steps: int,
+                 batch: int, delay: int, w_scaled_t: Optional[Tensor]) -> tuple[Optional[StepEvents], Optional[Tensor]]:
+    """The event recorder of a recurrent scan and the table ``W'^T`` it sums rows of, or ``(None, None)``.
+
+    ``events`` is ``(mode, density threshold)`` of the self-projection (:class:`~.projections.DenseProjection`'s
+    ``event_mode`` and ``event_threshold``); see :class:`~.events.StepEvents` for when the event path is used.
+    """
+    if events is None or weight is None or delay >= steps or not StepEvents.wanted(events[0], drive, weight, batch):
+        return None, None
+    return StepEvents(steps, batch, weight.shape[1], events[1], force=events[0] == "event"), w_scaled_t.contiguous()
+
+
+def _add_recurrent_input(t: int, delay: int, hist: Tensor, z_all: Tensor, w_scaled_t: Tensor,
+                         step_events: Optional[StepEvents], table: Optional[Tensor], x: Tensor) -> None:
+    """``x += z_{t-d} W'^T`` in place: from the events of ``z_{t-d}`` when they were recorded and sparse enough."""
+    y = step_events.product(t - delay, table) if step_events is not None and t >= delay else None
+    if y is not None:
+        x.add_(y)
+    else:
+        x.addmm_(z_all[t - delay] if t >= delay else hist[t], w_scaled_t)
+
+
+def _recurrent_weight_grad(gi_all: Tensor, z_all: Tensor, hist: Tensor, delay: int,
+                           step_events: Optional[StepEvents]) -> Tensor:
+    """``dL/dW = sum_t (dL/dI_t)^T z_{t-d}`` (``hist`` before step 0), ``[n, n]``.
+
+    The steps that read the scan's own spikes (``t >= d``) go through the
+    events recorded in the forward pass (:func:`~.events.event_weight_grad`)
+    when they were recorded for all those steps and their density is at most
+    the threshold; otherwise one GEMM over all those steps.  No ``[T, B, n]``
+    copy of the delayed spikes is made.
+    """
+    steps, batch, n = gi_all.shape
+    n_pre = z_all.shape[-1]
+    head = min(delay, steps)
+    grad_w = gi_all[:head].reshape(-1, n).t() @ hist[:head].reshape(-1, n_pre)
+    if steps > delay:
+        grad_out = gi_all[delay:].reshape(-1, n)
+        use_events = step_events is not None and (step_events.force or
+                                                  step_events.density(0, steps - delay) <= step_events.threshold)
+        found = step_events.all_events(0, steps - delay) if use_events else None
+        if found is not None:
+            grad_w = grad_w + event_weight_grad(grad_out, found[0], found[1], n_pre)
+        else:
+            grad_w = grad_w + grad_out.t() @ z_all[:steps - delay].reshape(-1, n_pre)
+    return grad_w
+
+
+def _backward_detached_fused(x_all: Tensor, z_all: Tensor, grad_z: Tensor, grad_v: Optional[Tensor], a: Tensor,
+                             gain: Tensor, surrogate: Any, zero_reset: bool, needs: tuple,
+                             weight: Optional[Tensor] = None,
+                             delay: int = 1) -> tuple[Optional[Tensor], Tensor, Optional[Tensor], Tensor]:
+    """``G`` and ``dL/dI = G*(1-a)*r`` for a detached reset, fused per step (with or without a self-projection).
 
     Every step works on ``[B, n]`` slices that stay in cache, instead of
     ~10 whole-``[T, B, n]`` passes (surrogate, ``1 - z``, ``K``, ``gain``)::
 
+        gz_t = dL/dz_t + (dL/dI_{t+d}) W             (the self-projection ``W``, if any)
         gv_t = dL/dv_t + a*G_{t+1};   G_t = gz_t*psi(x_t) + gv_t*(1 - z_t | 1);   dL/dI_t = G_t*(1-a)*r
 
     (``gv - gv*z`` is exact for ``z`` in {0, 1}.)  ``psi`` comes from the
@@ -225,6 +278,7 @@ def _backward_detached_ff(x_all: Tensor, z_all: Tensor, grad_z: Tensor, grad_v: 
     ``dL/dv`` when the reset value needs a gradient, and ``G_0``.
     """
     steps, batch, n = x_all.shape
+    gz_buf = torch.empty_like(x_all[0]) if weight is not None else None
     g_all = torch.empty_like(x_all) if any(needs[2:7]) else None
     g_buf = torch.empty_like(x_all[0])  # G_{t+1} is read (into carry) before G_t overwrites it
     gi_all = torch.empty_like(x_all)
@@ -233,19 +287,23 @@ def _backward_detached_ff(x_all: Tensor, z_all: Tensor, grad_z: Tensor, grad_v: 
     carry = torch.empty_like(x_all[0])
     v_from = steps - grad_v.shape[0] if grad_v is not None else steps  # grad_v covers steps v_from .. T-1
     g: Optional[Tensor] = None
-    for t in range(steps - 1, -1, -1):
-        if g is not None:
-            gv: Optional[Tensor] = torch.mul(g, a_b, out=carry)
-            if t >= v_from:
-                gv.add_(grad_v[t - v_from])
-        else:
-            gv = carry.copy_(grad_v[t - v_from]) if t >= v_from else None
-        g = surrogate.grad_input(x_all[t], grad_z[t], out=g_all[t] if g_all is not None else g_buf)
-        if gv is not None:
-            if zero_reset:
-                gv.addcmul_(gv, z_all[t], value=-1.0)
-            g.add_(gv)
-        torch.mul(g, gain_b, out=gi_all[t])
+    with step_threads(batch * n * weight.shape[1] if weight is not None else 0):
+        for t in range(steps - 1, -1, -1):
+            if g is not None:
+                gv: Optional[Tensor] = torch.mul(g, a_b, out=carry)
+                if t >= v_from:
+                    gv.add_(grad_v[t - v_from])
+            else:
+                gv = carry.copy_(grad_v[t - v_from]) if t >= v_from else None
+            gz = grad_z[t]
+            if weight is not None and t + delay < steps:
+                gz = torch.addmm(gz, gi_all[t + delay], weight, out=gz_buf)
+            g = surrogate.grad_input(x_all[t], gz, out=g_all[t] if g_all is not None else g_buf)
+            if gv is not None:
+                if zero_reset:
+                    gv.addcmul_(gv, z_all[t], value=-1.0)
+                g.add_(gv)
+            torch.mul(g, gain_b, out=gi_all[t])
     gv_all = _grad_v_from(g_all, grad_v, a) if needs[6] else None
     return g_all, gi_all, gv_all, g
 
@@ -345,7 +403,8 @@ def _backward_general(x_all: Tensor, z_all: Tensor, psi: Tensor, grad_z: Tensor,
 def lif_scan(drive: Tensor, v0: Tensor, a: Tensor, v_leak: Tensor, r: Tensor, v_th: Tensor, v_reset: Tensor, *,
              zero_reset: bool, detach: bool, surrogate: Any, hist: Optional[Tensor] = None,
              weight: Optional[Tensor] = None, bias: Optional[Tensor] = None, delay: int = 1,
-             keep_v: bool = True, overwrite_drive: bool = False) -> tuple[Tensor, Tensor]:
+             keep_v: bool = True, overwrite_drive: bool = False,
+             events: Optional[tuple[str, float]] = None) -> tuple[Tensor, Tensor]:
     """Run :class:`LIFScan`: spikes and post-reset membranes ``[T, B, n]``.
 
     ``drive`` ``[T, B, n]`` is the current from outside the population;
@@ -355,18 +414,20 @@ def lif_scan(drive: Tensor, v0: Tensor, a: Tensor, v_leak: Tensor, r: Tensor, v_
     ``keep_v=False`` (no membrane probe) returns only the last membrane, ``[1, B, n]`` (under autograd too,
     unless the backward needs all of ``v``: learnable neuron parameters or a non-detached reset), and
     ``overwrite_drive=True`` (``drive`` is the caller's temporary) lets it reuse ``drive``'s memory.
+    ``events``: ``(mode, density threshold)`` of the self-projection (``"auto"``, ``"event"`` or ``"dense"``;
+    see :class:`~.events.StepEvents`): the recurrent product and its weight gradient from the spikes' events.
     """
     args = (drive, v0, a, v_leak, r, v_th, v_reset, hist, weight, bias, delay, zero_reset, detach, surrogate)
     if torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in args):
-        return LIFScan.apply(*args, keep_v)
+        return LIFScan.apply(*args, keep_v, events)
     return _lif_forward_nograd(drive, v0, a, v_leak, r, v_th, v_reset, hist, weight, bias, delay, zero_reset, keep_v,
-                               overwrite_drive)
+                               overwrite_drive, events)
 
 
 def _lif_forward_nograd(drive: Tensor, v0: Tensor, a: Tensor, v_leak: Tensor, r: Tensor, v_th: Tensor,
                         v_reset: Tensor, hist: Optional[Tensor], weight: Optional[Tensor], bias: Optional[Tensor],
-                        delay: int, zero_reset: bool, keep_v: bool,
-                        overwrite_drive: bool = False) -> tuple[Tensor, Tensor]:
+                        delay: int, zero_reset: bool, keep_v: bool, overwrite_drive: bool = False,
+                        events: Optional[tuple[str, float]] = None) -> tuple[Tensor, Tensor]:
     """:meth:`LIFScan.forward` for inference: the same operations in the same order (identical values), less memory.
 
     Nothing is kept for a backward pass and the pre-reset membrane ``x`` is
@@ -385,10 +446,10 @@ def _lif_forward_nograd(drive: Tensor, v0: Tensor, a: Tensor, v_leak: Tensor, r:
     gain = (1.0 - a) * r
     inp = drive if bias is None else drive + bias
     const = (1.0 - a) * (v_leak - v_th)
-    if inp is drive and not overwrite_drive:
-        c_all = torch.addcmul(const, inp, gain)
-    else:  # a temporary of ours (or given away by the caller): reuse its memory
-        c_all = torch.addcmul(const, inp, gain, out=inp)
+    c_all = None  # with a self-projection, C_t is computed per step into x, as in LIFScan.forward
+    if not recurrent:
+        # all at once; into the memory of a temporary of ours (or one given away by the caller) if there is one
+        c_all = torch.addcmul(const, inp, gain, out=None if inp is drive and not overwrite_drive else inp)
     z_all = torch.empty_like(drive)
     s_all = torch.empty_like(drive) if keep_v else None
     shape = (batch, n)
@@ -400,16 +461,19 @@ def _lif_forward_nograd(drive: Tensor, v0: Tensor, a: Tensor, v_leak: Tensor, r:
                               for _ in range(2 if recurrent else 1)]
     w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
     macs = batch * weight.shape[0] * weight.shape[1] if recurrent else 0
+    step_events, table = _step_events(events, drive, weight, steps, batch, delay, w_scaled_t)
     with step_threads(macs):
         for t in range(steps):
             x = s_all[t] if keep_v else bufs[t % len(bufs)]
             if recurrent:
-                pre = z_all[t - delay] if t >= delay else hist[t]
-                torch.addmm(c_all[t], pre, w_scaled_t, out=x)
+                torch.addcmul(const, inp[t], gain, out=x)
+                _add_recurrent_input(t, delay, hist, z_all, w_scaled_t, step_events, table, x)
                 x.addcmul_(a_b, s)
             else:
                 torch.addcmul(c_all[t], a_b, s, out=x)
             z = torch.gt(x, 0, out=z_all[t])
+            if step_events is not None and t + delay < steps:
+                step_events.record(t, z)
             if zero_reset:
                 s = torch.lerp(x, reset_to, z, out=x)
             else:
