@@ -182,8 +182,10 @@ def test_lif_scan_with_recurrence_and_learnable_parameters(surrogate, reset, det
 @pytest.mark.parametrize("detach_reset", [True, False], ids=["detached", "attached"])
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
 @pytest.mark.parametrize("surrogate", [FastSigmoid(), ArcTan(), Triangle()], ids=["fast_sigmoid", "arctan", "triangle"])
-def test_alif_scan_with_recurrence(surrogate, reset, detach_reset):
-    """ALIF (adaptive threshold, gradient through the adaptation) with a delayed recurrent projection."""
+@pytest.mark.parametrize("event_mode", ["dense", "event"])
+def test_alif_scan_with_recurrence(monkeypatch, surrogate, reset, detach_reset, event_mode):
+    """ALIF (adaptive threshold, gradient through the adaptation) with a delayed recurrent projection, its product
+    dense or summed from the spikes' events."""
     g = ntg.Graph("alif", seed=6)
     g.input("x", 10)
     n = 14
@@ -197,7 +199,10 @@ def test_alif_scan_with_recurrence(surrogate, reset, detach_reset):
     model = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64)
     assert [grp.kind for grp in plan_groups(model)] == ["alif", "li"]
     xs = {"x": (np.random.default_rng(9).random((35, 4, 10)) < 0.35).astype(np.float64)}
-    runs = run_both(g, xs, seed=3, surrogate=surrogate, detach_reset=detach_reset)
+    use = _EventUse(monkeypatch)
+    runs = run_both(g, xs, seed=3, surrogate=surrogate, detach_reset=detach_reset, event_mode=event_mode)
+    delay = 1 + (reset == "zero")
+    assert (use.steps, use.grads) == ((35 - delay, 1) if event_mode == "event" else (0, 0))
     assert runs[1][1]["h.spikes"].sum() > 20
     assert_same(g, runs)
 

@@ -158,15 +158,7 @@ def _run_scan(module: "SimulationModule", group: Group, ext: dict, first: Tensor
     drive = ext[pop]  # a temporary (a projection's output or a sum of them), never a stored trajectory
     if drive is None:
         drive = first.new_zeros(steps, batch, dyn.size)
-    weight = bias = hist = events = None
-    delay = 1
-    if group.self_proj is not None:
-        proj, delay = group.self_proj
-        weight = weights[proj]
-        pm = module._proj[proj]
-        bias = pm.bias if getattr(pm, "has_bias", False) else None
-        hist = torch.stack(past[pop][len(past[pop]) - delay:])
-        events = (pm.event_mode, pm.event_threshold)
+    weight, bias, hist, delay, events = _self_projection(module, group, past, weights)
     (v0,) = neurons[pop]
     z_all, v_all = lif_scan(drive, v0, c.a, c.v_leak, c.r, c.v_th, c.v_reset, zero_reset=dyn.model.reset == "zero",
                             detach=dyn.detach_reset, surrogate=dyn.surrogate, hist=hist, weight=weight, bias=bias,
@@ -180,14 +172,18 @@ def _run_scan(module: "SimulationModule", group: Group, ext: dict, first: Tensor
 
 
 def _self_projection(module: "SimulationModule", group: Group, past: dict, weights: dict) -> tuple:
-    """``(weight, bias, hist, delay)`` of the group's dense self-projection, or Nones (and delay 1)."""
+    """``(weight, bias, hist, delay, events)`` of the group's dense self-projection, or Nones (and delay 1).
+
+    ``events``: the projection's ``(event_mode, event_threshold)`` for the scan's event-driven recurrence.
+    """
     if group.self_proj is None:
-        return None, None, None, 1
+        return None, None, None, 1, None
     pop = group.members[0]
     proj, delay = group.self_proj
     pm = module._proj[proj]
     bias = pm.bias if getattr(pm, "has_bias", False) else None
-    return weights[proj], bias, torch.stack(past[pop][len(past[pop]) - delay:]), delay
+    return (weights[proj], bias, torch.stack(past[pop][len(past[pop]) - delay:]), delay,
+            (pm.event_mode, pm.event_threshold))
 
 
 def _run_alif(module: "SimulationModule", group: Group, ext: dict, first: Tensor, steps: int, batch: int,
@@ -196,11 +192,11 @@ def _run_alif(module: "SimulationModule", group: Group, ext: dict, first: Tensor
     pop = group.members[0]
     dyn = module._dyn[pop]
     drive = _drive_or_zeros(ext, pop, first, steps, batch, dyn.size)
-    weight, bias, hist, delay = _self_projection(module, group, past, weights)
+    weight, bias, hist, delay, events = _self_projection(module, group, past, weights)
     v0, adapt0 = neurons[pop]
     z_all, v_all, ad_all = alif_scan(drive, v0, adapt0, coeffs[pop], zero_reset=dyn.model.reset == "zero",
                                      detach=dyn.detach_reset, surrogate=dyn.surrogate, hist=hist, weight=weight,
-                                     bias=bias, delay=delay)
+                                     bias=bias, delay=delay, events=events)
     traj[pop] = z_all
     neurons[pop] = (v_all[-1], ad_all[-1])
     by_var = {dyn.output_var: z_all, "v": v_all, "a": ad_all}

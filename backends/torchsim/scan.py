@@ -544,17 +544,21 @@ class ALIFScan(torch.autograd.Function):
     def forward(ctx: Any, drive: Tensor, v0: Tensor, adapt0: Tensor, a: Tensor, rho: Tensor, beta: Tensor,
                 v_th: Tensor, v_leak: Tensor, v_reset: Tensor, r: Tensor, hist: Optional[Tensor],
                 weight: Optional[Tensor], bias: Optional[Tensor], delay: int, zero_reset: bool, detach: bool,
-                surrogate: Any) -> tuple[Tensor, Tensor, Tensor]:
+                surrogate: Any, events: Optional[tuple[str, float]] = None) -> tuple[Tensor, Tensor, Tensor]:
         steps, batch, n = drive.shape
         recurrent = weight is not None
         x_all, z_all, v_all, ad_all = (torch.empty_like(drive) for _ in range(4))
         v, adapt = v0, adapt0
+        step_events, table = _step_events(events, drive, weight, steps, batch, delay,
+                                          weight.t() if recurrent else None)
         with step_threads(batch * n * n if recurrent else 0):
             for t in range(steps):
                 current = drive[t]
                 if recurrent:
-                    pre = z_all[t - delay] if t >= delay else hist[t]
-                    current = current + F.linear(pre, weight, bias)
+                    y = step_events.product(t - delay, table) if step_events is not None and t >= delay else None
+                    if y is None:
+                        y = F.linear(z_all[t - delay] if t >= delay else hist[t], weight)
+                    current = current + (y if bias is None else y + bias)
                 v1 = a * v + (1.0 - a) * (v_leak + r * current)
                 threshold = v_th + beta * adapt
                 x = torch.sub(v1, threshold, out=x_all[t])
@@ -564,9 +568,12 @@ class ALIFScan(torch.autograd.Function):
                 else:
                     v = torch.lerp(v1, x, z, out=v_all[t])  # v1 - z*threshold
                 adapt = torch.add(rho * adapt, z, out=ad_all[t])
+                if step_events is not None and t + delay < steps:
+                    step_events.record(t, z)
         if ctx is not None:
             ctx.set_materialize_grads(False)
             ctx.zero_reset, ctx.detach, ctx.surrogate, ctx.delay = zero_reset, detach, surrogate, delay
+            ctx.step_events = step_events
             ctx.save_for_backward(x_all, z_all, ad_all, adapt0, hist, weight, a, rho, beta, v_th, v_reset, r)
         return z_all, v_all, ad_all
 
@@ -615,19 +622,22 @@ class ALIFScan(torch.autograd.Function):
                 grad_hist = torch.stack([gi_all[j] @ weight if j < steps else torch.zeros_like(hist[j])
                                          for j in range(delay)])
             if needs[11]:
-                grad_w = gi_all.reshape(-1, n).t() @ _pre_all(hist, z_all, delay).reshape(-1, n)
+                grad_w = _recurrent_weight_grad(gi_all, z_all, hist, delay, ctx.step_events)
             if needs[12]:
                 grad_b = gi_all.reshape(-1, n).sum(0)
         return (grad_drive, grad_v0, grad_adapt0, None, None, None, None, None, None, None, grad_hist, grad_w,
-                grad_b, None, None, None, None)
+                grad_b, None, None, None, None, None)
 
 
 def alif_scan(drive: Tensor, v0: Tensor, adapt0: Tensor, c: Any, *, zero_reset: bool, detach: bool, surrogate: Any,
               hist: Optional[Tensor] = None, weight: Optional[Tensor] = None, bias: Optional[Tensor] = None,
-              delay: int = 1) -> tuple[Tensor, Tensor, Tensor]:
-    """Run :class:`ALIFScan` with the coefficients ``c`` (:class:`ALIFCoeffs`; none of them may need a gradient)."""
+              delay: int = 1, events: Optional[tuple[str, float]] = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Run :class:`ALIFScan` with the coefficients ``c`` (:class:`ALIFCoeffs`; none of them may need a gradient).
+
+    ``events``: as for :func:`lif_scan` (the recurrent product and its weight gradient from the spikes' events).
+    """
     args = (drive, v0, adapt0, c.a, c.rho, c.beta, c.v_th, c.v_leak, c.v_reset, c.r, hist, weight, bias, delay,
-            zero_reset, detach, surrogate)
+            zero_reset, detach, surrogate, events)
     if torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in args):
         return ALIFScan.apply(*args)
     return ALIFScan.forward(None, *args)
