@@ -225,13 +225,19 @@ def _step_events(events: Optional[tuple[str, float]], drive: Tensor, weight: Opt
 
 
 def _add_recurrent_input(t: int, delay: int, hist: Tensor, z_all: Tensor, w_scaled_t: Tensor,
-                         step_events: Optional[StepEvents], table: Optional[Tensor], x: Tensor) -> None:
-    """``x += z_{t-d} W'^T`` in place: from the events of ``z_{t-d}`` when they were recorded and sparse enough."""
+                         step_events: Optional[StepEvents], table: Optional[Tensor], x: Tensor,
+                         base: Optional[Tensor] = None) -> None:
+    """``x = (base, or x itself) + z_{t-d} W'^T``: from the events of ``z_{t-d}`` when recorded and sparse enough."""
     y = step_events.product(t - delay, table) if step_events is not None and t >= delay else None
-    if y is not None:
+    pre = None if y is not None else (z_all[t - delay] if t >= delay else hist[t])
+    if base is None and y is not None:
         x.add_(y)
+    elif base is None:
+        x.addmm_(pre, w_scaled_t)
+    elif y is not None:
+        torch.add(base, y, out=x)
     else:
-        x.addmm_(z_all[t - delay] if t >= delay else hist[t], w_scaled_t)
+        torch.addmm(base, pre, w_scaled_t, out=x)
 
 
 def _recurrent_weight_grad(gi_all: Tensor, z_all: Tensor, hist: Tensor, delay: int,
@@ -428,7 +434,12 @@ def _lif_forward_nograd(drive: Tensor, v0: Tensor, a: Tensor, v_leak: Tensor, r:
                         v_reset: Tensor, hist: Optional[Tensor], weight: Optional[Tensor], bias: Optional[Tensor],
                         delay: int, zero_reset: bool, keep_v: bool, overwrite_drive: bool = False,
                         events: Optional[tuple[str, float]] = None) -> tuple[Tensor, Tensor]:
-    """:meth:`LIFScan.forward` for inference: the same operations in the same order (identical values), less memory.
+    """:meth:`LIFScan.forward` for inference: the same recurrence, less memory.
+
+    The input term ``C`` is computed for all steps in one pass (``LIFScan.forward``
+    computes ``C_t`` per step, into ``x``, to save a ``[T, B, n]`` buffer under
+    autograd); the per-step operations are those of ``LIFScan.forward`` in the
+    same order, so values agree to the last bit or within rounding of ``C``.
 
     Nothing is kept for a backward pass and the pre-reset membrane ``x`` is
     not stored: the reset is applied in place to the step's buffer.  With
@@ -446,10 +457,9 @@ def _lif_forward_nograd(drive: Tensor, v0: Tensor, a: Tensor, v_leak: Tensor, r:
     gain = (1.0 - a) * r
     inp = drive if bias is None else drive + bias
     const = (1.0 - a) * (v_leak - v_th)
-    c_all = None  # with a self-projection, C_t is computed per step into x, as in LIFScan.forward
-    if not recurrent:
-        # all at once; into the memory of a temporary of ours (or one given away by the caller) if there is one
-        c_all = torch.addcmul(const, inp, gain, out=None if inp is drive and not overwrite_drive else inp)
+    # C for all steps at once (one vectorised pass; LIFScan.forward computes C_t per step into x to save a
+    # [T, B, n] buffer), into the memory of a temporary of ours (or one given away by the caller) if there is one
+    c_all = torch.addcmul(const, inp, gain, out=None if inp is drive and not overwrite_drive else inp)
     z_all = torch.empty_like(drive)
     s_all = torch.empty_like(drive) if keep_v else None
     shape = (batch, n)
@@ -466,8 +476,7 @@ def _lif_forward_nograd(drive: Tensor, v0: Tensor, a: Tensor, v_leak: Tensor, r:
         for t in range(steps):
             x = s_all[t] if keep_v else bufs[t % len(bufs)]
             if recurrent:
-                torch.addcmul(const, inp[t], gain, out=x)
-                _add_recurrent_input(t, delay, hist, z_all, w_scaled_t, step_events, table, x)
+                _add_recurrent_input(t, delay, hist, z_all, w_scaled_t, step_events, table, x, base=c_all[t])
                 x.addcmul_(a_b, s)
             else:
                 torch.addcmul(c_all[t], a_b, s, out=x)
@@ -495,8 +504,9 @@ class LinearScan(torch.autograd.Function):
     def forward(ctx: Any, u: Tensor, y0: Tensor, k: Tensor) -> Tensor:
         y_all = torch.empty_like(u)
         y = y0
+        k_b = k.expand_as(u[0]) if u.shape[0] else k
         for t in range(u.shape[0]):
-            y = torch.add(k * y, u[t], out=y_all[t])
+            y = torch.addcmul(u[t], k_b, y, out=y_all[t])  # one op per step: u_t + k*y_{t-1}
         if ctx is not None:
             ctx.save_for_backward(y0 if ctx.needs_input_grad[2] else None, y_all if ctx.needs_input_grad[2] else None, k)
         return y_all
@@ -506,8 +516,9 @@ class LinearScan(torch.autograd.Function):
         y0, y_all, k = ctx.saved_tensors
         g_all = torch.empty_like(grad_y)
         g = None
+        k_b = k.expand_as(grad_y[0]) if grad_y.shape[0] else k
         for t in range(grad_y.shape[0] - 1, -1, -1):
-            g = grad_y[t] if g is None else torch.add(grad_y[t], k * g, out=g_all[t])
+            g = grad_y[t] if g is None else torch.addcmul(grad_y[t], k_b, g, out=g_all[t])
             if t == grad_y.shape[0] - 1:
                 g_all[t] = g
         grad_y0 = k * g if ctx.needs_input_grad[1] else None
