@@ -17,7 +17,11 @@ as a whole ``[T, batch, n]`` trajectory:
   (the recurrent matmul inside the scan, a hand-written backward loop); an
   ALIF population without learnable parameters likewise as an
   :class:`~backends.torchsim.scan.ALIFScan`; an LI population or a CubaLIF
-  population without a self-projection as linear scans (+ a LIF scan);
+  population without a self-projection as linear scans (+ a LIF scan); a
+  Wilson-Cowan, rate-unit or IF population (learnable parameters included),
+  alone or with a dense self-projection of delay >= 1, as a
+  :class:`~backends.torchsim.scan_rate.RateScan` or
+  :class:`~backends.torchsim.scan_rate.IFScan`;
 * any other group (several populations in a cycle, other neuron models, sparse
   or one-to-one self-projections) runs its own step loop over ``T`` with the
   models' ``step`` functions, as the reference does, with the dense
@@ -38,9 +42,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .neurons import ALIFDynamics, CubaLIFDynamics, LIDynamics, LIFDynamics
+from .neurons import (ALIFDynamics, CubaLIFDynamics, IFDynamics, LIDynamics, LIFDynamics, RateDynamics,
+                      WilsonCowanDynamics)
 from .projections import DenseProjection
 from .scan import alif_scan, lif_scan, linear_scan, step_threads
+from .scan_rate import InstantRateCell, LeakyRateCell, RateCell, WilsonCowanCell, if_scan, rate_scan
 
 if TYPE_CHECKING:  # pragma: no cover
     from .module import SimulationModule
@@ -54,7 +60,9 @@ class Group:
     ``kind``: ``"lif"`` (a :class:`LIFScan`, ``self_proj`` = its dense self-projection and delay, or None),
     ``"alif"`` (the same with :class:`ALIFScan`, for ALIF populations without learnable parameters),
     ``"li"`` (a leaky integrator as one :class:`LinearScan`), ``"cuba"`` (CubaLIF: the synaptic current as a
-    :class:`LinearScan`, then a :class:`LIFScan`) or ``"steps"`` (a step loop over the members).
+    :class:`LinearScan`, then a :class:`LIFScan`), ``"wc"`` / ``"rate"`` (a Wilson-Cowan / rate-unit population as
+    one :class:`~.scan_rate.RateScan`, ``self_proj`` as for ``"lif"``), ``"if"`` (an IF population as one
+    :class:`~.scan_rate.IFScan`, likewise) or ``"steps"`` (a step loop over the members).
     """
 
     def __init__(self, members: list[str], kind: str, self_proj: Optional[tuple[str, int]] = None) -> None:
@@ -68,6 +76,10 @@ class Group:
 
     def __repr__(self) -> str:
         return f"Group({self.kind}: {', '.join(self.members)})"
+
+
+#: Group kinds of the populations run by :mod:`~backends.torchsim.scan_rate` (alone or with a dense self-projection).
+_RATE_AND_IF_KINDS = {WilsonCowanDynamics: "wc", RateDynamics: "rate", IFDynamics: "if"}
 
 
 def plan_groups(module: "SimulationModule") -> list[Group]:
@@ -95,6 +107,11 @@ def plan_groups(module: "SimulationModule") -> list[Group]:
                     kind = name
                 elif dense_self:
                     kind, self_proj = name, own[0]
+            elif dyn_type in _RATE_AND_IF_KINDS:
+                if not own:
+                    kind = _RATE_AND_IF_KINDS[dyn_type]
+                elif dense_self:
+                    kind, self_proj = _RATE_AND_IF_KINDS[dyn_type], own[0]
             elif dyn_type is LIDynamics and not own:
                 kind = "li"
             elif dyn_type is CubaLIFDynamics and not own:
@@ -136,6 +153,10 @@ def run_layered(module: "SimulationModule", xs: dict[str, Tensor], first: Tensor
             _run_li(module, group, ext, first, steps, batch, probes, neurons, coeffs, traj, records)
         elif group.kind == "cuba":
             _run_cuba(module, group, ext, first, steps, batch, probes, neurons, coeffs, traj, records)
+        elif group.kind in ("wc", "rate"):
+            _run_rate(module, group, ext, first, steps, batch, probes, neurons, past, weights, coeffs, traj, records)
+        elif group.kind == "if":
+            _run_if(module, group, ext, first, steps, batch, probes, neurons, past, weights, coeffs, traj, records)
         elif group.kind == "alif":
             _run_alif(module, group, ext, first, steps, batch, probes, neurons, past, weights, coeffs, traj, records)
         elif group.scan:
@@ -203,6 +224,55 @@ def _run_alif(module: "SimulationModule", group: Group, ext: dict, first: Tensor
     for key, p, var in probes:
         if p == pop:
             records[key] = by_var[var]
+
+
+def _rate_cell(dyn: Any, c: Any) -> tuple[RateCell, tuple]:
+    """The :class:`~.scan_rate.RateCell` of a Wilson-Cowan or rate-unit population and its parameter triple."""
+    if isinstance(dyn, WilsonCowanDynamics):
+        return WilsonCowanCell(dyn.dt, exact=dyn.discretization != "euler"), (c.tau, c.mu, c.r)
+    tanh = dyn.model.activation == "tanh"
+    if c.a is None:
+        return InstantRateCell(tanh), (None, c.bias, None)
+    return LeakyRateCell(tanh), (c.a, c.bias, None)
+
+
+def _run_rate(module: "SimulationModule", group: Group, ext: dict, first: Tensor, steps: int, batch: int,
+              probes: list, neurons: dict, past: dict, weights: dict, coeffs: dict, traj: dict,
+              records: dict) -> None:
+    """A Wilson-Cowan or rate-unit population (with its dense self-projection, if any) as one ``RateScan``."""
+    pop = group.members[0]
+    dyn = module._dyn[pop]
+    drive = _drive_or_zeros(ext, pop, first, steps, batch, dyn.size)
+    weight, bias, hist, delay, _ = _self_projection(module, group, past, weights)
+    cell, params = _rate_cell(dyn, coeffs[pop])
+    (x0,) = neurons[pop]
+    x_all = rate_scan(drive, x0, params, cell, hist=hist, weight=weight, bias=bias, delay=delay,
+                      overwrite_drive=ext[pop] is not None)
+    traj[pop] = x_all
+    neurons[pop] = (x_all[-1],)
+    for key, p, _ in probes:
+        if p == pop:
+            records[key] = x_all  # output and state are both the rate
+
+
+def _run_if(module: "SimulationModule", group: Group, ext: dict, first: Tensor, steps: int, batch: int,
+            probes: list, neurons: dict, past: dict, weights: dict, coeffs: dict, traj: dict,
+            records: dict) -> None:
+    """An IF population (with its dense self-projection, if any) as one ``IFScan`` (dense recurrence)."""
+    pop = group.members[0]
+    dyn = module._dyn[pop]
+    c = coeffs[pop]
+    drive = _drive_or_zeros(ext, pop, first, steps, batch, dyn.size)
+    weight, bias, hist, delay, _ = _self_projection(module, group, past, weights)
+    (v0,) = neurons[pop]
+    z_all, v_all = if_scan(drive, v0, c.gain, c.v_th, c.v_reset, zero_reset=dyn.model.reset == "zero",
+                           detach=dyn.detach_reset, surrogate=dyn.surrogate, hist=hist, weight=weight, bias=bias,
+                           delay=delay, keep_v=any(p == pop and var != dyn.output_var for _, p, var in probes))
+    traj[pop] = z_all
+    neurons[pop] = (v_all[-1],)
+    for key, p, var in probes:
+        if p == pop:
+            records[key] = z_all if var == dyn.output_var else v_all
 
 
 def _drive_or_zeros(ext: dict, pop: str, first: Tensor, steps: int, batch: int, size: int) -> Tensor:
