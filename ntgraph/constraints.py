@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._data import IRData, frozen_array
+from ._data import IRData, frozen_array, uniform_value
 from .errors import ConstraintError, ValidationError
 
 __all__ = [
@@ -195,6 +195,10 @@ class ResolvedConstraints(IRData):
     ``sign``: +1/-1 where the sign is fixed, 0 where free.  ``mask``: False where
     the synapse is absent (weight exactly 0).  ``low``/``high``: bounds on the
     signed weight.  All arrays have the shape of the projection's ``weight``.
+    An array whose entries are all equal (no Dale's law, no mask, uniform
+    bounds: the usual case) is a read-only broadcast view of that one value
+    (``np.broadcast_to``), so it costs no memory per synapse; it reads, indexes
+    and compares like the full array.
     """
 
     sign: Any
@@ -202,12 +206,47 @@ class ResolvedConstraints(IRData):
     low: Any
     high: Any
 
+    def __deepcopy__(self, memo: dict) -> "ResolvedConstraints":
+        return self  # immutable (frozen, read-only arrays); a copy would materialise the broadcast views
+
+    @property
+    def has_sign(self) -> bool:
+        """True when some weight has a fixed sign."""
+        u = uniform_value(self.sign)
+        return bool(u != 0) if u is not None else bool(np.any(self.sign))
+
+    @property
+    def has_mask(self) -> bool:
+        """True when some synapse is absent."""
+        u = uniform_value(self.mask)
+        return (not bool(u)) if u is not None else not bool(np.all(self.mask))
+
+    @property
+    def has_bounds(self) -> bool:
+        """True when some weight has a finite bound."""
+        def finite(arr: np.ndarray) -> bool:
+            u = uniform_value(arr)
+            return bool(np.isfinite(u)) if u is not None else bool(np.any(np.isfinite(arr)))
+        return finite(self.low) or finite(self.high)
+
     @property
     def trivial(self) -> bool:
         """True when no constraint restricts any weight."""
-        return bool(
-            not np.any(self.sign) and np.all(self.mask) and np.all(np.isneginf(self.low)) and np.all(np.isposinf(self.high))
-        )
+        return not (self.has_sign or self.has_mask or self.has_bounds)
+
+
+def _uniform(value: Any, shape: tuple, dtype: Any) -> np.ndarray:
+    """``value`` for every weight of ``shape``: a read-only broadcast view, no memory per weight."""
+    return np.broadcast_to(np.array(value, dtype=dtype), shape)
+
+
+def _owned(arr: np.ndarray, dtype: Any) -> np.ndarray:
+    """A fresh array made here, frozen without a further copy (read-only, C-contiguous, ``dtype``)."""
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if arr.base is not None or arr.flags.writeable is False:
+        return frozen_array(arr, dtype)
+    arr.setflags(write=False)
+    return arr
 
 
 def resolve(node_id: str, projection: Any, pre_dale: Optional[DalesLaw], is_self_projection: bool) -> ResolvedConstraints:
@@ -217,22 +256,32 @@ def resolve(node_id: str, projection: Any, pre_dale: Optional[DalesLaw], is_self
     gives the (post, pre) coordinates of every stored weight.  Raises
     :class:`ConstraintError` naming the projection when two constraints
     disagree or a constraint does not fit the projection's shape.
+
+    Signs, masks and bounds that are the same for every weight (for instance
+    no Dale's law and no mask) come back as broadcast views of one value
+    (see :class:`ResolvedConstraints`); the coordinates are built only when a
+    constraint needs them.
     """
-    post, pre = projection.synapse_index()
     shape = projection.weight.shape
     n_post, n_pre = projection.n_post, projection.n_pre
-    sign = np.zeros(shape, dtype=np.int8)
-    mask = np.ones(shape, dtype=bool)
-    low = np.full(shape, -np.inf)
-    high = np.full(shape, np.inf)
+    sign: Optional[np.ndarray] = None  # None: 0 (free) everywhere
+    mask: Optional[np.ndarray] = None  # None: True everywhere
+    low: Any = -np.inf  # a float, or an array of the weight's shape
+    high: Any = np.inf
     kind = type(projection).__name__
+    coords: list = []
+
+    def index() -> tuple[np.ndarray, np.ndarray]:
+        if not coords:
+            coords.extend(projection.synapse_index())
+        return coords[0], coords[1]
 
     if pre_dale is not None:
         if pre_dale.sign.shape != (n_pre,):
             raise ConstraintError(
                 f"{kind} '{node_id}': DalesLaw of the source has {pre_dale.sign.size} signs, expected {n_pre} (one per presynaptic neuron)"
             )
-        sign = pre_dale.sign[pre].reshape(shape).astype(np.int8)
+        sign = pre_dale.sign[index()[1]].reshape(shape).astype(np.int8)
 
     for c in projection.constraints:
         if isinstance(c, SignMask):
@@ -240,27 +289,33 @@ def resolve(node_id: str, projection: Any, pre_dale: Optional[DalesLaw], is_self
                 raise ConstraintError(
                     f"{kind} '{node_id}'.SignMask.sign: expected shape {(n_post, n_pre)}, got {c.sign.shape}"
                 )
+            post, pre = index()
             fixed = c.sign[post, pre].reshape(shape)
-            clash = (fixed != 0) & (sign != 0) & (fixed != sign)
+            current = np.zeros(shape, dtype=np.int8) if sign is None else sign
+            clash = (fixed != 0) & (current != 0) & (fixed != current)
             if np.any(clash):
                 k = np.argwhere(clash)[0]
                 raise ConstraintError(
                     f"{kind} '{node_id}'.SignMask: sign {int(fixed[tuple(k)])} at synapse {tuple(int(x) for x in k)} "
-                    f"contradicts Dale's law of the source (sign {int(sign[tuple(k)])})"
+                    f"contradicts Dale's law of the source (sign {int(current[tuple(k)])})"
                 )
-            sign = np.where(fixed != 0, fixed, sign).astype(np.int8)
+            sign = np.where(fixed != 0, fixed, current).astype(np.int8)
         elif isinstance(c, ConnectivityMask):
             if c.mask.shape != (n_post, n_pre):
                 raise ConstraintError(
                     f"{kind} '{node_id}'.ConnectivityMask.mask: expected shape {(n_post, n_pre)}, got {c.mask.shape}"
                 )
-            mask &= c.mask[post, pre].reshape(shape)
+            post, pre = index()
+            present = c.mask[post, pre].reshape(shape)
+            mask = present if mask is None else mask & present
         elif isinstance(c, NoSelfConnections):
             if not is_self_projection:
                 raise ConstraintError(
                     f"{kind} '{node_id}'.NoSelfConnections: expected a projection from a node to itself"
                 )
-            mask &= (post != pre).reshape(shape)
+            post, pre = index()
+            present = (post != pre).reshape(shape)
+            mask = present if mask is None else mask & present
         elif isinstance(c, WeightBounds):
             low = np.maximum(low, c.low)
             high = np.minimum(high, c.high)
@@ -272,19 +327,28 @@ def resolve(node_id: str, projection: Any, pre_dale: Optional[DalesLaw], is_self
             )
         else:
             raise ConstraintError(f"{kind} '{node_id}'.constraints: unknown constraint {type(c).__name__}")
+    coords.clear()
 
     # A fixed sign narrows the bounds; an empty interval is an error.
-    low = np.where(sign > 0, np.maximum(low, 0.0), low)
-    high = np.where(sign < 0, np.minimum(high, 0.0), high)
-    empty = mask & (low > high)
-    if np.any(empty):
-        k = tuple(int(x) for x in np.argwhere(empty)[0])
-        raise ConstraintError(
-            f"{kind} '{node_id}'.WeightBounds: no weight satisfies sign {int(sign[k])} and bounds "
-            f"[{low[k]:g}, {high[k]:g}] at synapse {k}"
-        )
+    if sign is not None:
+        low = np.where(sign > 0, np.maximum(low, 0.0), low)
+        high = np.where(sign < 0, np.minimum(high, 0.0), high)
+    if np.ndim(low) or np.ndim(high) or float(low) > float(high):
+        full = (lambda a, dt: a if a is not None else _uniform(dt(0 if dt is np.int8 else 1), shape, dt))
+        sign_f, mask_f = full(sign, np.int8), full(mask, bool)
+        low_f, high_f = np.broadcast_to(low, shape), np.broadcast_to(high, shape)
+        empty = mask_f & (low_f > high_f)
+        if np.any(empty):
+            k = tuple(int(x) for x in np.argwhere(empty)[0])
+            raise ConstraintError(
+                f"{kind} '{node_id}'.WeightBounds: no weight satisfies sign {int(sign_f[k])} and bounds "
+                f"[{low_f[k]:g}, {high_f[k]:g}] at synapse {k}"
+            )
     return ResolvedConstraints(
-        sign=frozen_array(sign, np.int8), mask=frozen_array(mask, bool), low=frozen_array(low), high=frozen_array(high)
+        sign=_uniform(0, shape, np.int8) if sign is None else _owned(sign, np.int8),
+        mask=_uniform(True, shape, bool) if mask is None else _owned(mask, bool),
+        low=_owned(low, np.float64) if np.ndim(low) else _uniform(low, shape, np.float64),
+        high=_owned(high, np.float64) if np.ndim(high) else _uniform(high, shape, np.float64),
     )
 
 
@@ -293,23 +357,32 @@ def project_weights(weight: np.ndarray, rc: ResolvedConstraints) -> np.ndarray:
 
     ``w -> clip(where(sign != 0, sign*|w|, w), low, high) * mask``.  This is the
     same map the torch backend applies to its free parameters at every forward.
+    Returns a new array; the steps a constraint does not need are skipped.
     """
     w = np.asarray(weight, dtype=np.float64)
-    w = np.where(rc.sign != 0, rc.sign * np.abs(w), w)
-    w = np.clip(w, rc.low, rc.high)
-    return np.where(rc.mask, w, 0.0)
+    out = None
+    if rc.has_sign:
+        out = w = np.where(rc.sign != 0, rc.sign * np.abs(w), w)
+    if rc.has_bounds:
+        out = w = np.clip(w, rc.low, rc.high)
+    if rc.has_mask:
+        out = w = np.where(rc.mask, w, 0.0)
+    return np.array(w) if out is None else out
 
 
 def find_violation(weight: np.ndarray, rc: ResolvedConstraints) -> Optional[str]:
     """Describe the first weight that breaks the constraints, or return None."""
     w = np.asarray(weight, dtype=np.float64)
     checks = (
-        (~rc.mask & (w != 0), "an absent synapse (masked) must be exactly 0"),
-        ((rc.sign > 0) & (w < 0), "must be >= 0 (excitatory / positive sign)"),
-        ((rc.sign < 0) & (w > 0), "must be <= 0 (inhibitory / negative sign)"),
-        (rc.mask & ((w < rc.low) | (w > rc.high)), "is outside its bounds"),
+        (rc.has_mask, lambda: ~rc.mask & (w != 0), "an absent synapse (masked) must be exactly 0"),
+        (rc.has_sign, lambda: (rc.sign > 0) & (w < 0), "must be >= 0 (excitatory / positive sign)"),
+        (rc.has_sign, lambda: (rc.sign < 0) & (w > 0), "must be <= 0 (inhibitory / negative sign)"),
+        (rc.has_bounds, lambda: rc.mask & ((w < rc.low) | (w > rc.high)), "is outside its bounds"),
     )
-    for bad, why in checks:
+    for needed, check, why in checks:
+        if not needed:  # this constraint is absent: no weight can break it
+            continue
+        bad = check()
         if np.any(bad):
             k = tuple(int(x) for x in np.argwhere(bad)[0])
             bounds = f" [{rc.low[k]:g}, {rc.high[k]:g}]" if "bounds" in why else ""

@@ -508,7 +508,8 @@ class Graph:
         src = self[source]
         dale = getattr(src, "dale", None)
         rc = C.resolve(node_id, payload, dale, source == target)
-        weight = C.project_weights(payload.weight, rc)
+        # No constraint: the weights are already on the (empty) constraint set; keep the frozen array, no copy
+        weight = payload.weight if rc.trivial else C.project_weights(payload.weight, rc)
         balance = next((c for c in payload.constraints if isinstance(c, C.BalancedInit)), None)
         if balance is not None:
             if dale is None:

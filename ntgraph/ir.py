@@ -59,10 +59,11 @@ def _check_dale(owner: str, constraints: tuple, size: int) -> None:
 
 
 def _index_array(owner: str, values: Any) -> np.ndarray:
+    """Synapse indices as a frozen array: int32 when given as int32 (4 bytes per synapse), else int64."""
     arr = np.asarray(values)
     if arr.size and arr.dtype.kind not in "iu":
         raise ValidationError(f"{owner}: expected integer indices, got dtype {arr.dtype}")
-    return frozen_array(arr, dtype=np.int64)
+    return frozen_array(arr, dtype=np.int32 if arr.dtype == np.int32 else np.int64)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -267,7 +268,10 @@ class Sparse(Projection):
 
     ``weight``, ``post_index`` and ``pre_index`` have one entry per synapse;
     ``n_post`` and ``n_pre`` give the sizes of the target and the source.
-    Duplicate (post, pre) pairs add up.
+    Duplicate (post, pre) pairs add up.  The indices are stored as int64, or as
+    int32 when given as int32 arrays (half the memory for large networks; equal
+    graphs compare equal whatever their index dtype); :meth:`synapse_index`
+    always returns int64 copies.
     """
 
     weight: Any
@@ -298,7 +302,7 @@ class Sparse(Projection):
         super().__post_init__()
 
     def synapse_index(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.array(self.post_index), np.array(self.pre_index)
+        return np.array(self.post_index, dtype=np.int64), np.array(self.pre_index, dtype=np.int64)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

@@ -76,11 +76,20 @@ def check_node(node_id: str, payload: Node, *, dt: Optional[float] = None) -> No
     if isinstance(payload, Projection):
         for name in payload.array_names():
             arr = getattr(payload, name)
-            if arr is not None and not np.all(np.isfinite(arr)):
+            if arr is not None and not _all_finite(arr):
                 k = int(np.argmax(~np.isfinite(np.ravel(arr))))
                 raise ValidationError(
                     f"{kind} '{node_id}'.{name}: expected finite values, got {np.ravel(arr)[k]} at flat index {k}"
                 )
+
+
+_CHUNK = 1 << 22  # elements per slice when scanning large arrays (bounds the temporaries to a few MiB)
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    """``np.all(np.isfinite(arr))`` in slices, without a boolean temporary the size of ``arr``."""
+    flat = np.ravel(arr)
+    return all(bool(np.isfinite(flat[k:k + _CHUNK]).all()) for k in range(0, flat.size, _CHUNK))
 
 
 def _check_model(node_id: str, model: NeuronModel, dt: Optional[float]) -> None:

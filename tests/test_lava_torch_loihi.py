@@ -77,6 +77,34 @@ def test_bit_exact_with_the_numpy_model_for_a_batch():
             np.testing.assert_array_equal(w[q.post_index, q.pre_index], q.weight)
 
 
+def test_sparse_synapses_out_of_csr_order_are_paired_with_their_own_weights():
+    """A synapse list not sorted by (post, pre): the torch backend stores it in CSR order, and the Loihi mode must
+    pair every stored weight with its own coordinates (bit-exact against the numpy model, which uses the IR order)."""
+    rng = np.random.default_rng(4)
+    g = ntg.Graph("unsorted", seed=4)
+    g.input("x", 6)
+    g.population("h", ntg.LIF(tau_mem=4e-3, v_th=0.5), 5)
+    post, pre = np.nonzero(rng.random((5, 6)) < 0.6)
+    order = rng.permutation(post.size)
+    assert np.any(np.diff(post[order] * 6 + pre[order]) < 0)  # really out of CSR order
+    g.sparse("x", "h", post_index=post[order], pre_index=pre[order], weight=rng.uniform(0.1, 0.9, post.size),
+             delay=1)
+    g.output("s", "h")
+    qg, opts = quantized(g)
+    module = lower_loihi(qg, opts)
+    x = (np.random.default_rng(2).random((25, 2, 6)) < 0.5).astype(float)
+    with torch.no_grad():
+        res = module(x, record=["h", "h.v"], raw=True)
+    assert res.records["h.spikes"].sum() > 5
+    q = qg.meta(qg.projections[0])["loihi"]
+    w, _ = module.integer_weights()[qg.projections[0]]
+    np.testing.assert_array_equal(w[q.post_index, q.pre_index], q.weight)
+    for b in range(2):
+        ref = loihi_reference.simulate_loihi(qg, {"x": x[:, b]})
+        np.testing.assert_array_equal(res.records["h.spikes"][:, b].numpy(), ref["h"]["spikes"])
+        np.testing.assert_array_equal(res.records["h.v"][:, b].numpy(), ref["h"]["v"])
+
+
 def test_model_units_and_gradients():
     qg, opts = quantized(graph_with_everything())
     module = lower_loihi(qg, opts)

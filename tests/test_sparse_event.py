@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import ntgraph as ntg
+from backends.torchsim import projections
 from backends.torchsim.projections import (EVENT_DENSITY_THRESHOLD, EVENT_MIN_OUTPUTS, EVENT_MIN_ROWS,
                                            DenseProjection, EventMatmul, SparseMatmul, SparseProjection,
                                            event_linear, set_event_driven)
@@ -210,11 +211,11 @@ def test_auto_mode_follows_measured_density():
 
 
 class _PassCounter:
-    """Counts ``Tensor.nonzero`` and ``torch.count_nonzero`` calls on inputs of ``n_pre`` columns (monkeypatched)."""
+    """Counts event extractions (``flat_events``) and ``torch.count_nonzero`` calls on inputs of ``n_pre`` columns."""
 
     def __init__(self, monkeypatch, n_pre: int) -> None:
         self.nonzero = self.count = 0
-        nonzero, count_nonzero = torch.Tensor.nonzero, torch.count_nonzero
+        nonzero, count_nonzero = projections.flat_events, torch.count_nonzero
 
         def counting_nonzero(t, *args, **kwargs):
             self.nonzero += t.shape[-1:] == (n_pre,)
@@ -224,7 +225,7 @@ class _PassCounter:
             self.count += t.shape[-1:] == (n_pre,)
             return count_nonzero(t, *args, **kwargs)
 
-        monkeypatch.setattr(torch.Tensor, "nonzero", counting_nonzero)
+        monkeypatch.setattr(projections, "flat_events", counting_nonzero)
         monkeypatch.setattr(torch, "count_nonzero", counting_count)
 
     def take(self) -> tuple[int, int]:

@@ -136,7 +136,10 @@ class _LoihiProjection(nn.Module):
         self.node_id = node_id
         self.weights: ProjectionModule = _PROJECTIONS[type(payload)](node_id, payload, constraints)
         self.n_post, self.n_pre = payload.n_post, payload.n_pre
-        post, pre = payload.synapse_index()
+        if isinstance(self.weights, SparseProjection):  # its weights are in CSR order, not the IR's synapse order
+            post, pre = self.weights.post_index.numpy(), self.weights.pre_index.numpy()
+        else:
+            post, pre = payload.synapse_index()
         self.register_buffer("post", torch.tensor(np.asarray(post).ravel(), dtype=torch.long))
         self.register_buffer("pre", torch.tensor(np.asarray(pre).ravel(), dtype=torch.long))
         # (scale * gain) per target neuron, then * w / (64 * input_scale): the pass's order of operations

@@ -10,14 +10,17 @@ stored synapses, the components are (bytes):
   stored weight where the resolved constraints need them (the test of
   :class:`~backends.torchsim.projections.ProjectionModule`);
 * ``sparse indices``: the CSR of a Sparse projection and of its transpose,
-  ``8*(4*nnz + n_post + n_pre + 2)`` (int64);
+  ``i*(4*nnz + n_post + n_pre + 2)`` with ``i = 4`` (int32) when
+  ``n_post``, ``n_pre`` and ``nnz`` are below ``2**31 - 1``, else 8 (int64);
 * ``IR constraint arrays``: the numpy arrays of the resolved constraints that
   the module's prepared graph keeps (sign int8, mask bool, low/high float64:
   18 bytes per stored weight), computed exactly from the prepared graph;
 * ``inputs``: ``T*B*n_in*s`` per Input;
 * ``effective weights``: one weight-sized tensor per projection whose
   constraints map the free weights, ``+ (s + 1)`` per weight in BPTT/TBPTT
-  for what autograd keeps of a sign map (``|w|``, ``sign != 0``);
+  for what autograd keeps of a sign map (``|w|``, ``sign != 0``); in inference,
+  an unconstrained Sparse projection's weights in the transpose's order
+  (``nnz*s``, kept by its event-driven path);
 * ``run: kept`` and ``run: transient peak``: each population's run on the fast
   path (``backends/torchsim/layered.py``) needs :data:`RUN_UNITS` times
   ``K*B*n*s`` for its input current, the scan's ``[T, B, n]`` buffers, its
@@ -292,15 +295,16 @@ def estimate(graph: Graph, *, batch: int, steps: int, mode: str, dtype: str, win
             if "bias" in p.learnable:
                 learnable_elems += int(np.size(bias))
         rc = graph.meta(proj_id)["constraints"]
-        has_sign = bool(np.any(rc.sign))
-        has_mask = not bool(np.all(rc.mask))
-        has_bounds = bool(np.any(np.isfinite(rc.low)) or np.any(np.isfinite(rc.high)))
+        has_sign, has_mask, has_bounds = rc.has_sign, rc.has_mask, rc.has_bounds
         c["constraint buffers"] += w * (s * has_sign + 2 * s * has_bounds + 1 * has_mask)
         if has_sign or has_mask or has_bounds:
             c["effective weights"] += w * s + (w * (s + 1) if (grad and has_sign) else 0)
         if isinstance(p, Sparse):
             # CSR of S and of its transpose (SparseMatmul): post, pre, t_col, t_perm per synapse, two row pointers
-            c["sparse indices"] += 8 * (4 * w + (p.n_post + 1) + (p.n_pre + 1))
+            index_bytes = 4 if max(p.n_post, p.n_pre, w) < 2**31 - 1 else 8  # projections._index_dtype
+            c["sparse indices"] += index_bytes * (4 * w + (p.n_post + 1) + (p.n_pre + 1))
+            if mode == "inference" and not (has_sign or has_mask or has_bounds):
+                c["effective weights"] += w * s  # the event path's weights in the transpose's order
             if grad:  # sampled_addmm's pattern and the permuted values, one value per synapse each
                 c["gradients"] += 2 * w * s
 
