@@ -10,7 +10,8 @@ once before the loop (one matmul per projection instead of ``T``).
 That step-by-step loop is the reference.  By default ``forward`` runs the same
 semantics group by group (``backends/torchsim/layered.py``): each strongly
 connected group of populations runs all ``T`` steps at once, LIF, ALIF, CubaLIF and
-LI populations as single custom-autograd scans (``backends/torchsim/scan.py``).
+LI populations as single custom-autograd scans (``backends/torchsim/scan.py``), and
+Wilson-Cowan, rate-unit and IF populations likewise (``backends/torchsim/scan_rate.py``).
 ``model.fast = False`` forces the reference loop; per-step hooks (``on_step``)
 and populations with ``capture`` set use it automatically.
 """
