@@ -44,7 +44,10 @@ from .events import StepEvents, event_weight_grad
 __all__ = ["LIFScan", "LinearScan", "ALIFScan", "lif_scan", "linear_scan", "alif_scan", "step_threads"]
 
 #: Per-step GEMMs of at most this many multiply-adds run on one intra-op thread (see :func:`step_threads`).
-SMALL_STEP_MACS = 1 << 21
+#: Lowered from ``1 << 21`` (chosen under heavy load) after measuring on a quiet machine (2026-11-23, 2 threads):
+#: ``[32, 256] x [256, 256]`` took 49 us on 2 threads against 61 on 1, ``[64, 128] x [128, 128]`` 22 against 29,
+#: and whole SHD steps at (100, 64, 128) and (250, 32, 256) were 4-10% faster.  Raise it on a busy machine.
+SMALL_STEP_MACS = 1 << 16
 
 
 @contextmanager
@@ -56,8 +59,10 @@ def step_threads(macs: int) -> Iterator[None]:
     single-threaded).  Splitting so small a GEMM over threads costs a thread
     barrier per step; on a busy machine, where the other thread may not be
     scheduled for a while, that barrier dominated (measured here under load:
-    ~0.4-1.7 ms per ``64x128x128`` matmul on 2 threads against ~0.09 ms on 1).
-    Large per-step GEMMs keep all threads.  The thread count is restored on exit.
+    ~0.4-1.7 ms per ``64x128x128`` matmul on 2 threads against ~0.09 ms on 1),
+    while on a quiet machine two threads win down to small GEMMs (see
+    :data:`SMALL_STEP_MACS`).  Larger per-step GEMMs keep all threads.  The
+    thread count is restored on exit.
     """
     threads = torch.get_num_threads()
     if threads <= 1 or macs > SMALL_STEP_MACS:
