@@ -33,7 +33,7 @@ non-detached subtract reset)``, ``dL/dv_reset = sum gv*z`` (zero reset).
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -124,19 +124,23 @@ class LIFScan(torch.autograd.Function):
         w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
         macs = batch * weight.shape[0] * weight.shape[1] if recurrent else 0
         step_events, table = _step_events(events, drive, weight, steps, batch, delay, w_scaled_t)
+        # per-step views taken once (indexing a tensor costs ~2 us a call); 0-dim tensors, not Python scalars
+        x_rows, z_rows, inp_rows = x_all.unbind(0), z_all.unbind(0), inp.unbind(0)
+        s_rows = s_all.unbind(0) if store_v else [s_buf] * steps
+        zero = _scalar(0.0, drive)
         with step_threads(macs):
             for t in range(steps):
-                x = torch.addcmul(const, inp[t], gain, out=x_all[t])
+                x = torch.addcmul(const, inp_rows[t], gain, out=x_rows[t])
                 if recurrent:
-                    _add_recurrent_input(t, delay, hist, z_all, w_scaled_t, step_events, table, x)
+                    _add_recurrent_input(t, delay, hist, z_rows, w_scaled_t, step_events, table, x)
                 x.addcmul_(a_b, s)
-                z = torch.gt(x, 0, out=z_all[t])
+                z = torch.gt(x, zero, out=z_rows[t])
                 if step_events is not None and t + delay < steps:
                     step_events.record(t, z)
                 if zero_reset:
-                    s = torch.lerp(x, reset_to, z, out=s_all[t] if store_v else s_buf)
+                    s = torch.lerp(x, reset_to, z, out=s_rows[t])
                 else:
-                    s = torch.addcmul(x, z, neg_th, out=s_all[t] if store_v else s_buf)
+                    s = torch.addcmul(x, z, neg_th, out=s_rows[t])
         v_all = s_all.add_(v_th) if store_v else (s + v_th).unsqueeze(0)
         if ctx is not None:
             ctx.set_materialize_grads(False)
@@ -229,12 +233,20 @@ def _step_events(events: Optional[tuple[str, float]], drive: Tensor, weight: Opt
     return StepEvents(steps, batch, weight.shape[1], events[1], force=events[0] == "event"), w_scaled_t.contiguous()
 
 
-def _add_recurrent_input(t: int, delay: int, hist: Tensor, z_all: Tensor, w_scaled_t: Tensor,
+def _scalar(value: float, like: Tensor) -> Tensor:
+    """A 0-dim tensor of ``like``'s dtype and device (a Python scalar in an op is converted on every call)."""
+    return torch.full((), value, dtype=like.dtype, device=like.device)
+
+
+def _add_recurrent_input(t: int, delay: int, hist: Tensor, z_rows: Sequence[Tensor], w_scaled_t: Tensor,
                          step_events: Optional[StepEvents], table: Optional[Tensor], x: Tensor,
                          base: Optional[Tensor] = None) -> None:
-    """``x = (base, or x itself) + z_{t-d} W'^T``: from the events of ``z_{t-d}`` when recorded and sparse enough."""
+    """``x = (base, or x itself) + z_{t-d} W'^T``: from the events of ``z_{t-d}`` when recorded and sparse enough.
+
+    ``z_rows``: the spikes of every step (``z_all.unbind(0)``).
+    """
     y = step_events.product(t - delay, table) if step_events is not None and t >= delay else None
-    pre = None if y is not None else (z_all[t - delay] if t >= delay else hist[t])
+    pre = None if y is not None else (z_rows[t - delay] if t >= delay else hist[t])
     if base is None and y is not None:
         x.add_(y)
     elif base is None:
@@ -298,23 +310,27 @@ def _backward_detached_fused(x_all: Tensor, z_all: Tensor, grad_z: Tensor, grad_
     carry = torch.empty_like(x_all[0])
     v_from = steps - grad_v.shape[0] if grad_v is not None else steps  # grad_v covers steps v_from .. T-1
     g: Optional[Tensor] = None
+    # per-step views taken once (indexing a tensor costs ~2 us a call)
+    x_rows, z_rows, gz_rows, gi_rows = x_all.unbind(0), z_all.unbind(0), grad_z.unbind(0), gi_all.unbind(0)
+    g_rows = g_all.unbind(0) if g_all is not None else [g_buf] * steps
+    gv_rows = grad_v.unbind(0) if grad_v is not None else ()
     with step_threads(batch * n * weight.shape[1] if weight is not None else 0):
         for t in range(steps - 1, -1, -1):
             if g is not None:
                 gv: Optional[Tensor] = torch.mul(g, a_b, out=carry)
                 if t >= v_from:
-                    gv.add_(grad_v[t - v_from])
+                    gv.add_(gv_rows[t - v_from])
             else:
-                gv = carry.copy_(grad_v[t - v_from]) if t >= v_from else None
-            gz = grad_z[t]
+                gv = carry.copy_(gv_rows[t - v_from]) if t >= v_from else None
+            gz = gz_rows[t]
             if weight is not None and t + delay < steps:
-                gz = torch.addmm(gz, gi_all[t + delay], weight, out=gz_buf)
-            g = surrogate.grad_input(x_all[t], gz, out=g_all[t] if g_all is not None else g_buf)
+                gz = torch.addmm(gz, gi_rows[t + delay], weight, out=gz_buf)
+            g = surrogate.grad_input(x_rows[t], gz, out=g_rows[t])
             if gv is not None:
                 if zero_reset:
-                    gv.addcmul_(gv, z_all[t], value=-1.0)
+                    gv.addcmul_(gv, z_rows[t], value=-1.0)
                 g.add_(gv)
-            torch.mul(g, gain_b, out=gi_all[t])
+            torch.mul(g, gain_b, out=gi_rows[t])
     gv_all = _grad_v_from(g_all, grad_v, a) if needs[6] else None
     return g_all, gi_all, gv_all, g
 
@@ -477,15 +493,18 @@ def _lif_forward_nograd(drive: Tensor, v0: Tensor, a: Tensor, v_leak: Tensor, r:
     w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
     macs = batch * weight.shape[0] * weight.shape[1] if recurrent else 0
     step_events, table = _step_events(events, drive, weight, steps, batch, delay, w_scaled_t)
+    z_rows, c_rows = z_all.unbind(0), c_all.unbind(0)
+    x_rows = s_all.unbind(0) if keep_v else [bufs[t % len(bufs)] for t in range(steps)]
+    zero = _scalar(0.0, drive)
     with step_threads(macs):
         for t in range(steps):
-            x = s_all[t] if keep_v else bufs[t % len(bufs)]
+            x = x_rows[t]
             if recurrent:
-                _add_recurrent_input(t, delay, hist, z_all, w_scaled_t, step_events, table, x, base=c_all[t])
+                _add_recurrent_input(t, delay, hist, z_rows, w_scaled_t, step_events, table, x, base=c_rows[t])
                 x.addcmul_(a_b, s)
             else:
-                torch.addcmul(c_all[t], a_b, s, out=x)
-            z = torch.gt(x, 0, out=z_all[t])
+                torch.addcmul(c_rows[t], a_b, s, out=x)
+            z = torch.gt(x, zero, out=z_rows[t])
             if step_events is not None and t + delay < steps:
                 step_events.record(t, z)
             if zero_reset:
@@ -510,8 +529,8 @@ class LinearScan(torch.autograd.Function):
         y_all = torch.empty_like(u)
         y = y0
         k_b = k.expand_as(u[0]) if u.shape[0] else k
-        for t in range(u.shape[0]):
-            y = torch.addcmul(u[t], k_b, y, out=y_all[t])  # one op per step: u_t + k*y_{t-1}
+        for u_t, y_t in zip(u.unbind(0), y_all.unbind(0)):
+            y = torch.addcmul(u_t, k_b, y, out=y_t)  # one op per step: u_t + k*y_{t-1}
         if ctx is not None:
             ctx.save_for_backward(y0 if ctx.needs_input_grad[2] else None, y_all if ctx.needs_input_grad[2] else None, k)
         return y_all
@@ -522,10 +541,11 @@ class LinearScan(torch.autograd.Function):
         g_all = torch.empty_like(grad_y)
         g = None
         k_b = k.expand_as(grad_y[0]) if grad_y.shape[0] else k
+        gy_rows, g_rows = grad_y.unbind(0), g_all.unbind(0)
         for t in range(grad_y.shape[0] - 1, -1, -1):
-            g = grad_y[t] if g is None else torch.addcmul(grad_y[t], k_b, g, out=g_all[t])
+            g = gy_rows[t] if g is None else torch.addcmul(gy_rows[t], k_b, g, out=g_rows[t])
             if t == grad_y.shape[0] - 1:
-                g_all[t] = g
+                g_rows[t].copy_(g)
         grad_y0 = k * g if ctx.needs_input_grad[1] else None
         grad_k = None
         if ctx.needs_input_grad[2]:

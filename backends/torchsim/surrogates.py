@@ -8,6 +8,7 @@ new one is a subclass with a :meth:`Surrogate.derivative`, never a string switch
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -33,6 +34,12 @@ class _SpikeFunction(torch.autograd.Function):
 def heaviside(x: torch.Tensor) -> torch.Tensor:
     """``1.0`` where ``x > 0`` else ``0.0``, without a gradient."""
     return (x > 0).to(x.dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _constants(dtype: torch.dtype, device: torch.device, values: tuple[float, ...]) -> tuple[torch.Tensor, ...]:
+    """0-dim tensors of ``values`` (never written to): a Python scalar in an op is converted on every call."""
+    return tuple(torch.full((), v, dtype=dtype, device=device) for v in values)
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,8 @@ class FastSigmoid(Surrogate):
         if torch.is_grad_enabled() and (x.requires_grad or grad.requires_grad):
             return torch.mul(grad, self.derivative(x), out=out)
         d = torch.abs(x, out=out) if out is not None else x.abs()
-        d.mul_(self.slope).add_(1.0).square_()
+        one, slope = _constants(x.dtype, x.device, (1.0, self.slope))
+        torch.addcmul(one, d, slope, out=d).square_()  # (1 + slope*|x|)^2 with no Python-scalar conversions
         return torch.div(grad, d, out=d)
 
 
