@@ -72,6 +72,9 @@ EVENT_MIN_OUTPUTS = 128
 #: The event path is considered only for inputs of at least this many rows (``T*batch``): the density
 #: check and the index bookkeeping cost more than they save on one step's ``[batch, n]``.
 EVENT_MIN_ROWS = 1024
+#: A projection keeps its event-extraction mask (``x != 0``, one byte per input entry) between calls only up to
+#: this many entries (32 MiB).
+_EVENT_MASK_KEEP = 1 << 25
 
 
 def _tensor(arr: np.ndarray) -> Tensor:
@@ -150,7 +153,7 @@ class EventMatmul(torch.autograd.Function):
         if flat is None:
             flat = flat_events(x2d)
         rows, cols = split_flat(flat, x2d.shape[1])
-        vals: Optional[Tensor] = x2d.reshape(-1)[flat]
+        vals: Optional[Tensor] = torch.index_select(x2d.reshape(-1), 0, flat)
         if bool((vals == 1).all()):
             vals = None
         y = bag_sum(cols, w.t().contiguous(), bag_offsets(rows, x2d.shape[0]), vals)
@@ -195,6 +198,8 @@ class DenseProjection(ProjectionModule):
         #: The path the last call with >= EVENT_MIN_ROWS rows took, and the density it measured (diagnostics).
         self.last_path: Optional[str] = None
         self.last_density: Optional[float] = None
+        #: The ``x != 0`` mask of the last event extraction, reused while the input shape stays the same.
+        self._event_mask: Optional[Tensor] = None
 
     def use_events(self, x: Tensor) -> bool:
         """Whether ``x`` goes through the event-driven path (measures its density in ``auto`` mode)."""
@@ -221,7 +226,12 @@ class DenseProjection(ProjectionModule):
             density = float(torch.count_nonzero(x)) / x.numel()
             self.last_density = density
             return density <= self.event_threshold, None
-        flat = flat_events(x)
+        mask = self._event_mask
+        if mask is None or mask.shape != x.shape or mask.device != x.device:
+            mask = torch.empty(x.shape, dtype=torch.bool, device=x.device)
+            # kept for the next call (no fresh pages each time) unless large: a long run's mask is not held
+            self._event_mask = mask if x.numel() <= _EVENT_MASK_KEEP else None
+        flat = flat_events(x, mask)
         density = flat.numel() / x.numel()
         self.last_density = density
         if density > self.event_threshold:
