@@ -87,6 +87,22 @@ from random_graphs import probes, random_graph, random_inputs, spiking_keys  # n
 LIF_PARAMS = ("tau_mem", "v_th", "v_leak", "v_reset", "r")
 
 
+def chained_runs_without_autograd(model, xs: list) -> dict:
+    """``{fast: [result per input]}`` for the fast plan (True) and the reference loop (False) under
+    ``torch.no_grad``, each run continuing from the previous run's state."""
+    results = {}
+    for fast in (True, False):
+        model.fast = fast
+        state, outs = None, []
+        with torch.no_grad():
+            for x in xs:
+                res = model(x, state=state)
+                state = res.state
+                outs.append(res)
+        results[fast] = outs
+    return results
+
+
 def run_both(g: ntg.Graph, xs: dict, *, seed: int, record: Optional[list] = None, event_mode: Optional[str] = None,
              **options):
     """Fast plan and reference loop (plain autograd steps) on the same graph: results and gradients.
@@ -421,16 +437,7 @@ def test_inference_scan_variant_equals_the_reference(reset, delay, recurrent, re
     model = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64, record=record)
     rng = np.random.default_rng(11)
     xs = [torch.tensor((rng.random((20, 3, 12)) < 0.3).astype(np.float64)) for _ in range(2)]
-    results = {}
-    for fast in (True, False):
-        model.fast = fast
-        state, outs = None, []
-        with torch.no_grad():
-            for x in xs:
-                res = model(x, state=state)
-                state = res.state
-                outs.append(res)
-        results[fast] = outs
+    results = chained_runs_without_autograd(model, xs)
     for fast_res, ref_res in zip(results[True], results[False]):
         assert torch.equal(fast_res["s"], ref_res["s"])
         assert 5 < fast_res["s"].sum() < fast_res["s"].numel() / 2

@@ -18,7 +18,7 @@ import torch
 import ntgraph as ntg
 from backends.torchsim import ArcTan, FastSigmoid, Triangle
 from backends.torchsim.layered import plan_groups
-from test_fast_paths import assert_same, run_both
+from test_fast_paths import assert_same, chained_runs_without_autograd, run_both
 
 WC_PARAMS = ("tau", "mu", "r")
 IF_PARAMS = ("r", "v_th", "v_reset")
@@ -232,16 +232,7 @@ def test_inference_scans_equal_the_reference(kind, recurrent):
         rng = np.random.default_rng(13)
         xs = [torch.tensor((rng.random((15, 3, 6)) < 0.35).astype(np.float64) if spiking else rng.random((15, 3, 6)))
               for _ in range(2)]
-        results = {}
-        for fast in (True, False):
-            model.fast = fast
-            state, outs = None, []
-            with torch.no_grad():
-                for x in xs:
-                    res = model(x, state=state)
-                    state = res.state
-                    outs.append(res)
-            results[fast] = outs
+        results = chained_runs_without_autograd(model, xs)
         for f_res, r_res in zip(results[True], results[False]):
             if spiking:
                 assert torch.equal(f_res["s"], r_res["s"]) and f_res["s"].sum() > 10

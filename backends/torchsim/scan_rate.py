@@ -51,17 +51,10 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from .scan import step_threads
+from .scan import _reduce_to, step_threads
 
 __all__ = ["RateCell", "WilsonCowanCell", "LeakyRateCell", "InstantRateCell", "RateScan", "IFScan",
            "rate_scan", "if_scan"]
-
-
-def _sum_to(grad: Tensor, like: Tensor) -> Tensor:
-    """Sum a ``[T, B, n]`` (or broadcastable) gradient down to the shape of a parameter (``()`` or ``(n,)``)."""
-    if like.ndim == 0:
-        return grad.sum().reshape(())
-    return grad.reshape(-1, grad.shape[-1]).sum(0).reshape(like.shape)
 
 
 def _activate(u: Tensor, tanh: bool) -> Tensor:
@@ -194,15 +187,15 @@ class WilsonCowanCell(RateCell):
         if self.exact:
             q, e, diff = extra
             if needs[0]:
-                grad_tau = _sum_to(gx * diff * e * q * (self.dt / (tau * tau)), tau)
+                grad_tau = _reduce_to(gx * diff * e * q * (self.dt / (tau * tau)), tau)
             if needs[1]:
-                grad_r = _sum_to(gx * (-(1.0 - e) * f_all * f_all / (q * q) - diff * e * f_all * (self.dt / tau)), r)
+                grad_r = _reduce_to(gx * (-(1.0 - e) * f_all * f_all / (q * q) - diff * e * f_all * (self.dt / tau)), r)
             return grad_tau, grad_r
         h = self.dt / tau
         if needs[0]:
-            grad_tau = _sum_to(torch.addcmul(f_all, x_prev, extra, value=-1.0).mul_(gx).mul_(-h / tau), tau)
+            grad_tau = _reduce_to(torch.addcmul(f_all, x_prev, extra, value=-1.0).mul_(gx).mul_(-h / tau), tau)
         if needs[1]:
-            grad_r = _sum_to(gx * x_prev * f_all * (-h), r)
+            grad_r = _reduce_to(gx * x_prev * f_all * (-h), r)
         return grad_tau, grad_r
 
 
@@ -242,7 +235,7 @@ class LeakyRateCell(RateCell):
         if not needs[0]:
             return None, None
         assert x_prev is not None
-        return _sum_to(gx * (x_prev - f_all), params[0]), None
+        return _reduce_to(gx * (x_prev - f_all), params[0]), None
 
     def needs_x_prev(self, needs: tuple) -> bool:
         return bool(needs[0])
@@ -380,8 +373,8 @@ class RateScan(torch.autograd.Function):
         if needs[1] and decay is not None:
             grad_x0 = (decay[0] if per_step else decay) * gx_all[0]
         grad_p0, grad_p2 = cell.param_grads(gx_all, f_all, x_prev, params, extra, (needs[2], needs[4]))
-        grad_p1 = _sum_to(gi_all, p1) * cell.offset_sign if needs[3] else None
-        grad_b = _sum_to(gi_all, bias) if bias is not None and needs[7] else None
+        grad_p1 = _reduce_to(gi_all, p1) * cell.offset_sign if needs[3] else None
+        grad_b = _reduce_to(gi_all, bias) if bias is not None and needs[7] else None
         grad_hist = grad_w = None
         if recurrent:
             grad_hist, grad_w = _self_projection_grads(gi_all, x_all, hist, weight, delay, needs[5], needs[6])
@@ -503,18 +496,18 @@ class IFScan(torch.autograd.Function):
             current = drive if bias is None else drive + bias
             if recurrent:
                 current = current + _pre_all(hist, z_all, delay) @ weight.t()
-            grad_gain = _sum_to(g_all * current, gain)
+            grad_gain = _reduce_to(g_all * current, gain)
         if needs[3]:
             th = -(gz_all * psi)
             if not zero_reset and not detach:
                 th = th - gv_all * z_all
-            grad_th = _sum_to(th, v_th)
+            grad_th = _reduce_to(th, v_th)
         if needs[4]:
-            grad_reset = _sum_to(gv_all * z_all, v_reset) if zero_reset else torch.zeros_like(v_reset)
+            grad_reset = _reduce_to(gv_all * z_all, v_reset) if zero_reset else torch.zeros_like(v_reset)
         if recurrent:
             grad_hist, grad_w = _self_projection_grads(gi_all, z_all, hist, weight, delay, needs[5], needs[6])
         if bias is not None and needs[7]:
-            grad_b = _sum_to(gi_all, bias)
+            grad_b = _reduce_to(gi_all, bias)
         return (grad_drive, grad_v0, grad_gain, grad_th, grad_reset, grad_hist, grad_w, grad_b,
                 None, None, None, None, None)
 
