@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import ntgraph  # noqa: E402
-from ntgraph import ALIF, LI, LIF, CubaLIF, Graph  # noqa: E402
+from ntgraph import ALIF, IF, LI, LIF, CubaLIF, Graph, RateUnit, WilsonCowan  # noqa: E402
 
 DT = 1e-3
 
@@ -104,6 +104,9 @@ SINGLE_MODELS = {
     "LI": lambda: LI(tau_mem=0.02),
     "CubaLIF": lambda: CubaLIF(tau_mem=0.02, tau_syn=0.005),
     "ALIF": lambda: ALIF(tau_mem=0.02, tau_adapt=0.2, beta=0.1),
+    "IF": lambda: IF(r=1000.0),
+    "WilsonCowan": lambda: WilsonCowan(tau=0.02),
+    "RateUnit": lambda: RateUnit(tau=0.02),
 }
 
 
@@ -164,6 +167,8 @@ CASES = [
     ("dense-rec", "tbptt", 16, 400, "float32", 50),
     ("dense-rec", "eprop", 8, 100, "float32", None),
     ("dense-rec", "bptt", 16, 200, "bfloat16", None),
+    ("single:WilsonCowan:2000:rec", "bptt", 16, 200, "float32", None),
+    ("single:IF:2000", "bptt", 16, 200, "float32", None),
     ("dale-rec", "bptt", 16, 200, "float32", None),
     ("cuba-alif", "bptt", 16, 200, "float32", None),
     ("cuba-alif", "inference", 16, 500, "float64", None),
@@ -172,7 +177,7 @@ CASES = [
     ("sparse-rec-100k", "inference", 8, 100, "float32", None),
     ("sparse-rec-100k", "bptt", 4, 50, "float32", None),
 ]
-QUICK = [0, 1, 3, 4, 5, 8, 10, 11]
+QUICK = [0, 1, 3, 4, 5, 7, 8, 10, 12, 13]
 
 
 def _rss() -> int:

@@ -98,6 +98,7 @@ def test_eprop_trace_estimate_matches_the_algorithm() -> None:
 
 AGREEMENT_CASES = [
     ("dense-ff", "inference", 16, 100, "float32", None),
+    ("dense-ff", "bptt", 16, 100, "float32", None),  # the LIF scan's training memory (RUN_UNITS lif/grad)
     ("dale-rec", "bptt", 8, 100, "float32", None),
     ("sparse-rec-10k", "bptt", 4, 50, "float32", None),
 ]

@@ -28,7 +28,7 @@ stored synapses, the components are (bytes):
   fraction :data:`KEPT_FRACTION` stays until the end of the forward/backward
   and adds up over populations; the rest is transient, and only the largest
   counts (populations run one after another).  Populations that run in a step
-  loop (cycles, ALIF, IF, rate models, sparse self-projections) under autograd
+  loop (cycles, ALIF, sparse self-projections) under autograd
   use :data:`STEPS_GRAD_UNITS` plus the bytes autograd saves per step and
   neuron, **probed** on a 16-neuron population of the same model, options and
   dtype under ``torch.autograd.graph.saved_tensors_hooks`` (cached), plus one
@@ -161,13 +161,25 @@ def _weight_elems(p: Projection) -> int:
 #: ``[T, B, n]`` pre-reset and (unprobed) membrane buffers: lif 5.3 -> 2.0 (single:LIF:4000), lif_rec
 #: 4.7 -> 2.2 (fitted to dense-rec; single:LIF:4000:rec, dominated by its 64 MB weight, gives 3.3).
 #: cuba stays 6.3: single:CubaLIF:4000 now gives 4.0, but cuba-alif, the table's CubaLIF case, did not shrink.
+#: The LIF training units were re-measured (2026-11-23, later) after the fused per-step backward of the
+#: recurrent scan and the per-step input term: lif 9.1 -> 4.1 (fitted to dense-ff bptt), lif_rec 9.2 -> 4.9
+#: (fitted to dense-rec bptt).
 RUN_UNITS = {
-    ("lif", "inference"): 2.0, ("lif", "grad"): 9.1,
-    ("lif_rec", "inference"): 2.2, ("lif_rec", "grad"): 9.2,
+    ("lif", "inference"): 2.0, ("lif", "grad"): 4.1,
+    ("lif_rec", "inference"): 2.2, ("lif_rec", "grad"): 4.9,
     ("li", "inference"): 3.1, ("li", "grad"): 3.1,
     ("cuba", "inference"): 6.3, ("cuba", "grad"): 10.1,
     ("steps", "inference"): 3.1,
+    # the scans of backends/torchsim/scan_rate.py (2026-11-23, single:MODEL:4000[:rec], T=100, B=32, float32)
+    ("if", "inference"): 2.0, ("if", "grad"): 7.0,
+    ("if_rec", "inference"): 3.3, ("if_rec", "grad"): 9.6,
+    ("wc", "inference"): 3.0, ("wc", "grad"): 8.0,
+    ("wc_rec", "inference"): 2.0, ("wc_rec", "grad"): 11.5,
+    ("rate", "inference"): 2.0, ("rate", "grad"): 5.0,
+    ("rate_rec", "inference"): 2.0, ("rate_rec", "grad"): 8.5,
 }
+#: Models that run as one scan of backends/torchsim/scan_rate.py (alone or with a dense self-projection).
+_RATE_AND_IF_KINDS = {"IF": "if", "WilsonCowan": "wc", "RateUnit": "rate"}
 
 #: Steps e-prop simulates per call of the module (``EProp.chunk``).
 EPROP_CHUNK = 128
@@ -184,7 +196,8 @@ KEPT_FRACTION = {"inference": 0.4, "grad": 0.25}
 
 def plan_kinds(graph: Graph) -> dict[str, str]:
     """How each population runs on the fast path, as :func:`backends.torchsim.layered.plan_groups` decides
-    (recomputed from the prepared graph, without a module): ``lif``, ``lif_rec``, ``li``, ``cuba`` or ``steps``."""
+    (recomputed from the prepared graph, without a module): ``lif``, ``lif_rec``, ``li``, ``cuba``, ``if``,
+    ``wc``, ``rate`` (the last three with ``_rec`` for a dense self-projection) or ``steps``."""
     import networkx as nx
 
     pops = graph.populations
@@ -213,6 +226,11 @@ def plan_kinds(graph: Graph) -> dict[str, str]:
                     kind = "li"
                 elif model == "CubaLIF" and not mine:
                     kind = "cuba"
+                elif model in _RATE_AND_IF_KINDS and not mine:
+                    kind = _RATE_AND_IF_KINDS[model]
+                elif (model in _RATE_AND_IF_KINDS and len(mine) == 1 and isinstance(graph[mine[0][0]], Dense)
+                      and mine[0][1] >= 1):
+                    kind = _RATE_AND_IF_KINDS[model] + "_rec"
             kinds[pop] = kind
     return kinds
 
