@@ -185,11 +185,8 @@ class LIFScan(torch.autograd.Function):
         grad_v0 = a * g_first if needs[1] else None
         grad_hist = grad_w = grad_b = None
         if recurrent:
-            if needs[7]:
-                grad_hist = torch.stack([gi_all[j] @ weight if j < steps else torch.zeros_like(hist[j])
-                                         for j in range(delay)])
-            if needs[8]:
-                grad_w = _recurrent_weight_grad(gi_all, z_all, hist, delay, ctx.step_events)
+            grad_hist, grad_w = self_projection_grads(gi_all, z_all, hist, weight, delay, needs[7], needs[8],
+                                                      ctx.step_events)
         if bias is not None and needs[9]:
             grad_b = gi_all.reshape(-1, n).sum(0)
         grad_a = grad_leak = grad_r = grad_th = grad_reset = None
@@ -257,15 +254,33 @@ def _add_recurrent_input(t: int, delay: int, hist: Tensor, z_rows: Sequence[Tens
         torch.addmm(base, pre, w_scaled_t, out=x)
 
 
+def self_projection_grads(gi_all: Tensor, z_all: Tensor, hist: Tensor, weight: Tensor, delay: int,
+                          needs_hist: bool, needs_w: bool, step_events: Optional[StepEvents] = None
+                          ) -> tuple[Optional[Tensor], Optional[Tensor]]:
+    """``(dL/dhist, dL/dW)`` of a scan's own projection ``I_t += W z_{t-d}`` (each None unless needed).
+
+    ``gi_all`` is ``dL/dI`` ``[T, B, n]``, ``z_all`` the scan's outputs; ``dL/dhist_j = dL/dI_j W`` and
+    ``dL/dW`` as in :func:`_recurrent_weight_grad` (from ``step_events`` when they were recorded).
+    """
+    steps = gi_all.shape[0]
+    grad_hist = grad_w = None
+    if needs_hist:
+        grad_hist = torch.stack([gi_all[j] @ weight if j < steps else torch.zeros_like(hist[j])
+                                 for j in range(delay)])
+    if needs_w:
+        grad_w = _recurrent_weight_grad(gi_all, z_all, hist, delay, step_events)
+    return grad_hist, grad_w
+
+
 def _recurrent_weight_grad(gi_all: Tensor, z_all: Tensor, hist: Tensor, delay: int,
                            step_events: Optional[StepEvents]) -> Tensor:
     """``dL/dW = sum_t (dL/dI_t)^T z_{t-d}`` (``hist`` before step 0), ``[n, n]``.
 
-    The steps that read the scan's own spikes (``t >= d``) go through the
+    The steps that read the scan's own outputs (``t >= d``) go through the
     events recorded in the forward pass (:func:`~.events.event_weight_grad`)
     when they were recorded for all those steps and their density is at most
     the threshold; otherwise one GEMM over all those steps.  No ``[T, B, n]``
-    copy of the delayed spikes is made.
+    copy of the delayed outputs is made.
     """
     steps, batch, n = gi_all.shape
     n_pre = z_all.shape[-1]
@@ -654,11 +669,8 @@ class ALIFScan(torch.autograd.Function):
         grad_adapt0 = rho * h_next + beta * q_next if needs[2] else None
         grad_hist = grad_w = grad_b = None
         if recurrent:
-            if needs[10]:
-                grad_hist = torch.stack([gi_all[j] @ weight if j < steps else torch.zeros_like(hist[j])
-                                         for j in range(delay)])
-            if needs[11]:
-                grad_w = _recurrent_weight_grad(gi_all, z_all, hist, delay, ctx.step_events)
+            grad_hist, grad_w = self_projection_grads(gi_all, z_all, hist, weight, delay, needs[10], needs[11],
+                                                      ctx.step_events)
             if needs[12]:
                 grad_b = gi_all.reshape(-1, n).sum(0)
         return (grad_drive, grad_v0, grad_adapt0, None, None, None, None, None, None, None, grad_hist, grad_w,

@@ -51,7 +51,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from .scan import _reduce_to, step_threads
+from .scan import _reduce_to, self_projection_grads, step_threads
 
 __all__ = ["RateCell", "WilsonCowanCell", "LeakyRateCell", "InstantRateCell", "RateScan", "IFScan",
            "rate_scan", "if_scan"]
@@ -271,23 +271,6 @@ def _pre_all(hist: Tensor, y_all: Tensor, delay: int) -> Tensor:
     return torch.cat([hist, y_all[:max(steps - delay, 0)]])[:steps]
 
 
-def _self_projection_grads(gi_all: Tensor, y_all: Tensor, hist: Tensor, weight: Tensor, delay: int,
-                           needs_hist: bool, needs_w: bool) -> tuple[Optional[Tensor], Optional[Tensor]]:
-    """``(dL/dhist, dL/dW)`` of ``I_t += W y_{t-d}``: ``dL/dhist_j = dL/dI_j W``; ``dL/dW`` one GEMM per part."""
-    steps, _, n = gi_all.shape
-    grad_hist = grad_w = None
-    if needs_hist:
-        grad_hist = torch.stack([gi_all[j] @ weight if j < steps else torch.zeros_like(hist[j])
-                                 for j in range(delay)])
-    if needs_w:
-        head = min(delay, steps)
-        n_pre = y_all.shape[-1]
-        grad_w = gi_all[:head].reshape(-1, n).t() @ hist[:head].reshape(-1, n_pre)
-        if steps > delay:
-            grad_w = grad_w + gi_all[delay:].reshape(-1, n).t() @ y_all[:steps - delay].reshape(-1, n_pre)
-    return grad_hist, grad_w
-
-
 class RateScan(torch.autograd.Function):
     """``(drive, x0, p0, p1, p2, hist, W, b) -> x [T, B, n]`` for the rate model ``cell``; see the module docstring.
 
@@ -377,7 +360,7 @@ class RateScan(torch.autograd.Function):
         grad_b = _reduce_to(gi_all, bias) if bias is not None and needs[7] else None
         grad_hist = grad_w = None
         if recurrent:
-            grad_hist, grad_w = _self_projection_grads(gi_all, x_all, hist, weight, delay, needs[5], needs[6])
+            grad_hist, grad_w = self_projection_grads(gi_all, x_all, hist, weight, delay, needs[5], needs[6])
         return grad_drive, grad_x0, grad_p0, grad_p1, grad_p2, grad_hist, grad_w, grad_b, None, None, None
 
 
@@ -505,7 +488,7 @@ class IFScan(torch.autograd.Function):
         if needs[4]:
             grad_reset = _reduce_to(gv_all * z_all, v_reset) if zero_reset else torch.zeros_like(v_reset)
         if recurrent:
-            grad_hist, grad_w = _self_projection_grads(gi_all, z_all, hist, weight, delay, needs[5], needs[6])
+            grad_hist, grad_w = self_projection_grads(gi_all, z_all, hist, weight, delay, needs[5], needs[6])
         if bias is not None and needs[7]:
             grad_b = _reduce_to(gi_all, bias)
         return (grad_drive, grad_v0, grad_gain, grad_th, grad_reset, grad_hist, grad_w, grad_b,
