@@ -189,7 +189,7 @@ class LIFScan(torch.autograd.Function):
                                                       ctx.step_events)
         if bias is not None and needs[9]:
             grad_b = gi_all.reshape(-1, n).sum(0)
-        grad_a = grad_leak = grad_r = grad_th = grad_reset = None
+        grad_a = grad_leak = grad_r = None
         if any(needs[2:5]):
             current = drive if bias is None else drive + bias
             if recurrent:
@@ -201,15 +201,30 @@ class LIFScan(torch.autograd.Function):
                 grad_leak = _reduce_to(g_all * (1.0 - a), v_leak)
             if needs[4]:
                 grad_r = _reduce_to(g_all * (1.0 - a) * current, r)
-        if needs[5]:
-            th = -(gz_all * psi)
-            if not zero_reset and not detach:
-                th = th - gv_all * z_all
-            grad_th = _reduce_to(th, v_th)
-        if needs[6]:
-            grad_reset = _reduce_to(gv_all * z_all, v_reset) if zero_reset else torch.zeros_like(v_reset)
+        grad_th, grad_reset = threshold_reset_grads(gz_all, psi, gv_all, z_all, v_th, v_reset, zero_reset, detach,
+                                                    needs[5], needs[6])
         return (grad_drive, grad_v0, grad_a, grad_leak, grad_r, grad_th, grad_reset, grad_hist, grad_w, grad_b,
                 None, None, None, None, None, None)
+
+
+def threshold_reset_grads(gz_all: Optional[Tensor], psi: Optional[Tensor], gv_all: Optional[Tensor], z_all: Tensor,
+                          v_th: Tensor, v_reset: Tensor, zero_reset: bool, detach: bool, needs_th: bool,
+                          needs_reset: bool) -> tuple[Optional[Tensor], Optional[Tensor]]:
+    """``(dL/dv_th, dL/dv_reset)`` of a spiking scan (each None unless needed), from the total ``dL/dz``
+    (``gz_all``), the surrogate derivative ``psi`` and ``dL/dv`` (``gv_all``)::
+
+        dL/dv_th    = -sum gz*psi  (- sum gv*z for a subtract reset with the reset's gradient)
+        dL/dv_reset = sum gv*z     (zero reset; a subtract reset never reads v_reset)
+    """
+    grad_th = grad_reset = None
+    if needs_th:
+        th = -(gz_all * psi)
+        if not zero_reset and not detach:
+            th = th - gv_all * z_all
+        grad_th = _reduce_to(th, v_th)
+    if needs_reset:
+        grad_reset = _reduce_to(gv_all * z_all, v_reset) if zero_reset else torch.zeros_like(v_reset)
+    return grad_th, grad_reset
 
 
 def _pre_all(hist: Tensor, z_all: Tensor, delay: int) -> Tensor:

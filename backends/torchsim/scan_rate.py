@@ -51,7 +51,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from .scan import _reduce_to, self_projection_grads, step_threads
+from .scan import _pre_all, _reduce_to, self_projection_grads, step_threads, threshold_reset_grads
 
 __all__ = ["RateCell", "WilsonCowanCell", "LeakyRateCell", "InstantRateCell", "RateScan", "IFScan",
            "rate_scan", "if_scan"]
@@ -265,12 +265,6 @@ class InstantRateCell(RateCell):
         return False
 
 
-def _pre_all(hist: Tensor, y_all: Tensor, delay: int) -> Tensor:
-    """What the self-projection reads at every step: ``y_{t-d}`` (``hist`` before step 0), ``[T, B, n]``."""
-    steps = y_all.shape[0]
-    return torch.cat([hist, y_all[:max(steps - delay, 0)]])[:steps]
-
-
 class RateScan(torch.autograd.Function):
     """``(drive, x0, p0, p1, p2, hist, W, b) -> x [T, B, n]`` for the rate model ``cell``; see the module docstring.
 
@@ -474,19 +468,14 @@ class IFScan(torch.autograd.Function):
                 torch.mul(g, gain_b, out=gi_all[t])
         grad_drive = gi_all if needs[0] else None
         grad_v0 = g_all[0] if needs[1] else None
-        grad_gain = grad_th = grad_reset = grad_hist = grad_w = grad_b = None
+        grad_gain = grad_hist = grad_w = grad_b = None
         if needs[2]:
             current = drive if bias is None else drive + bias
             if recurrent:
                 current = current + _pre_all(hist, z_all, delay) @ weight.t()
             grad_gain = _reduce_to(g_all * current, gain)
-        if needs[3]:
-            th = -(gz_all * psi)
-            if not zero_reset and not detach:
-                th = th - gv_all * z_all
-            grad_th = _reduce_to(th, v_th)
-        if needs[4]:
-            grad_reset = _reduce_to(gv_all * z_all, v_reset) if zero_reset else torch.zeros_like(v_reset)
+        grad_th, grad_reset = threshold_reset_grads(gz_all, psi, gv_all, z_all, v_th, v_reset, zero_reset, detach,
+                                                    needs[3], needs[4])
         if recurrent:
             grad_hist, grad_w = self_projection_grads(gi_all, z_all, hist, weight, delay, needs[5], needs[6])
         if bias is not None and needs[7]:
