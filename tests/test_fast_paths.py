@@ -12,6 +12,11 @@ identical spikes, other values within 1e-9, gradients with respect to every
 parameter (weights, biases, learnable neuron parameters) and every input
 within 1e-6, for random graphs and for every surrogate, reset mode and
 ``detach_reset`` setting.
+
+Every test runs twice: on the compiled scan kernels (backends/torchsim/kernels.py,
+the default on the CPU when numba is installed) and on the scans' PyTorch loops
+(``kernels.disabled()``); the tests of the loops' event recorder run on the
+loops only.
 """
 
 from __future__ import annotations
@@ -25,8 +30,23 @@ import torch
 import ntgraph as ntg
 from backends.torchsim import ArcTan, FastSigmoid, Triangle
 from backends.torchsim import events as events_module
+from backends.torchsim import kernels
 from backends.torchsim import scan as scan_module
 from backends.torchsim.projections import set_event_driven
+
+
+@pytest.fixture(autouse=True, params=["kernels", "loops"])
+def scan_implementation(request):
+    """Run the test on the compiled scan kernels and on the PyTorch loops (``loops_only`` tests: the loops)."""
+    if request.param == "kernels":
+        if not kernels.enabled():
+            pytest.skip("numba is not installed or NTGRAPH_KERNELS=0: the scans run their PyTorch loops")
+        if request.node.get_closest_marker("loops_only"):
+            pytest.skip("tests the PyTorch loops' event recorder (the kernels keep spike lists instead)")
+        yield request.param
+        return
+    with kernels.disabled():
+        yield request.param
 
 
 def network(reset: str) -> ntg.Graph:
@@ -309,6 +329,7 @@ class _EventUse:
         monkeypatch.setattr(scan_module, "event_weight_grad", counting_grad)
 
 
+@pytest.mark.loops_only
 @pytest.mark.parametrize("learnable", [(), ("tau_mem", "r"), LIF_PARAMS], ids=["fixed", "some", "all"])
 @pytest.mark.parametrize("reset,delay", [("zero", 1), ("subtract", 2)])
 @pytest.mark.parametrize("detach_reset", [True, False], ids=["detached", "attached"])
@@ -326,6 +347,7 @@ def test_event_driven_recurrence_equals_the_reference(monkeypatch, learnable, re
     assert_same(g, runs)
 
 
+@pytest.mark.loops_only
 def test_event_driven_recurrence_auto_mode_follows_size_and_density(monkeypatch):
     """``auto``: the event path only for step GEMMs of >= EVENT_MIN_STEP_MACS multiply-adds, and per step only at
     density <= the threshold (else the dense GEMM); the weight gradient from events only when the density over
@@ -360,6 +382,7 @@ def test_event_driven_recurrence_auto_mode_follows_size_and_density(monkeypatch)
                                        atol=1e-9, rtol=1e-9)
 
 
+@pytest.mark.loops_only
 def test_event_driven_recurrence_without_autograd_equals_the_reference(monkeypatch):
     """The inference scan with the event-driven recurrence: same spikes and membranes as the dense step loop."""
     g = recurrent_lif("zero", delay=1)

@@ -35,10 +35,12 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import kernels
 from .events import StepEvents, event_weight_grad
 
 __all__ = ["LIFScan", "LinearScan", "ALIFScan", "lif_scan", "linear_scan", "alif_scan", "step_threads"]
@@ -111,41 +113,24 @@ class LIFScan(torch.autograd.Function):
         gain = (1.0 - a) * r
         inp = drive if bias is None else drive + bias
         const = (1.0 - a) * (v_leak - v_th)
-        # C_t = (1-a)*(v_leak - v_th) + (1-a)*r*I_t, per step into x (no [T, B, n] buffer)
-        x_all = torch.empty_like(drive)
-        z_all = torch.empty_like(drive)
-        shape = (batch, n)
-        s_all = torch.empty_like(drive) if store_v else None
-        s_buf = None if store_v else torch.empty(shape, dtype=drive.dtype, device=drive.device)
-        a_b = a.expand(shape)
-        reset_to = (v_reset - v_th).expand(shape) if zero_reset else None
-        neg_th = (-v_th).expand(shape)
-        s = v0 - v_th
         w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
-        macs = batch * weight.shape[0] * weight.shape[1] if recurrent else 0
-        step_events, table = _step_events(events, drive, weight, steps, batch, delay, w_scaled_t)
-        # per-step views taken once (indexing a tensor costs ~2 us a call); 0-dim tensors, not Python scalars
-        x_rows, z_rows, inp_rows = x_all.unbind(0), z_all.unbind(0), inp.unbind(0)
-        s_rows = s_all.unbind(0) if store_v else [s_buf] * steps
-        zero = _scalar(0.0, drive)
-        with step_threads(macs):
-            for t in range(steps):
-                x = torch.addcmul(const, inp_rows[t], gain, out=x_rows[t])
-                if recurrent:
-                    _add_recurrent_input(t, delay, hist, z_rows, w_scaled_t, step_events, table, x)
-                x.addcmul_(a_b, s)
-                z = torch.gt(x, zero, out=z_rows[t])
-                if step_events is not None and t + delay < steps:
-                    step_events.record(t, z)
-                if zero_reset:
-                    s = torch.lerp(x, reset_to, z, out=s_rows[t])
-                else:
-                    s = torch.addcmul(x, z, neg_th, out=s_rows[t])
-        v_all = s_all.add_(v_th) if store_v else (s + v_th).unsqueeze(0)
+        vectors = _kernel_vectors(n, drive, v0, hist, weight, a=a, gain=gain, const=const, v_th=v_th,
+                                  reset=(v_reset - v_th) if zero_reset else v_th)
+        step_events = spike_lists = None
+        if vectors is not None:  # the whole loop in one compiled call
+            keep_spikes = ctx is not None and recurrent and ctx.needs_input_grad[8]
+            x_all, z_all, v_all, v_last, spike_lists = kernels.lif_forward(
+                inp, v0, vectors["a"], vectors["gain"], vectors["const"], vectors["reset"], vectors["v_th"],
+                zero_reset, hist, w_scaled_t, delay, True, store_v, keep_spikes)
+            v_all = v_all if store_v else v_last
+        else:
+            x_all, z_all, v_all, step_events = _lif_forward_loop(inp, v0, a, gain, const, v_th, v_reset, hist,
+                                                                 weight, w_scaled_t, delay, zero_reset, store_v,
+                                                                 events)
         if ctx is not None:
             ctx.set_materialize_grads(False)
             ctx.zero_reset, ctx.detach, ctx.surrogate, ctx.delay = zero_reset, detach, surrogate, delay
-            ctx.recurrent, ctx.step_events = recurrent, step_events
+            ctx.recurrent, ctx.step_events, ctx.spike_lists = recurrent, step_events, spike_lists
             ctx.save_for_backward(x_all, z_all, v_all if need_params or not detach else None,
                                   v0 if need_params else None, drive if any(ctx.needs_input_grad[2:5]) else None,
                                   hist, weight, bias, a, v_leak, r, v_th, v_reset)
@@ -164,14 +149,25 @@ class LIFScan(torch.autograd.Function):
             grad_v = full
         gain = (1.0 - a) * r
         w_scaled = gain.unsqueeze(-1) * weight if recurrent and not fast else None
-        if grad_z is None:
-            grad_z = torch.zeros_like(x_all)
+        code = kernels.surrogate_code(ctx.surrogate)
+        vectors = None
+        if fast and code is not None and not torch.is_grad_enabled():
+            vectors = _kernel_vectors(n, x_all, grad_z, grad_v, weight, a=a, gain=gain)
         psi = gz_all = None
-        if fast:
+        if vectors is not None:  # the whole backward loop in one compiled call
+            g_all, gi_all, g_first = kernels.lif_backward_detached(x_all, grad_z, grad_v, vectors["a"],
+                                                                   vectors["gain"], code, zero_reset, weight, delay,
+                                                                   store_g=any(needs[2:7]))
+            gv_all = _grad_v_from(g_all, grad_v, a) if needs[6] else None
+        elif fast:
+            if grad_z is None:
+                grad_z = torch.zeros_like(x_all)
             g_all, gi_all, gv_all, g_first = _backward_detached_fused(x_all, z_all, grad_z, grad_v, a, gain,
                                                                       ctx.surrogate, zero_reset, needs,
                                                                       weight if recurrent else None, delay)
         else:
+            if grad_z is None:
+                grad_z = torch.zeros_like(x_all)
             psi = ctx.surrogate.derivative(x_all)
             if detach:
                 g_all, gv_all, gz_all = _backward_detached(x_all, z_all, psi, grad_z, grad_v, a, w_scaled, delay,
@@ -186,7 +182,7 @@ class LIFScan(torch.autograd.Function):
         grad_hist = grad_w = grad_b = None
         if recurrent:
             grad_hist, grad_w = self_projection_grads(gi_all, z_all, hist, weight, delay, needs[7], needs[8],
-                                                      ctx.step_events)
+                                                      ctx.step_events, ctx.spike_lists)
         if bias is not None and needs[9]:
             grad_b = gi_all.reshape(-1, n).sum(0)
         grad_a = grad_leak = grad_r = None
@@ -205,6 +201,66 @@ class LIFScan(torch.autograd.Function):
                                                     needs[5], needs[6])
         return (grad_drive, grad_v0, grad_a, grad_leak, grad_r, grad_th, grad_reset, grad_hist, grad_w, grad_b,
                 None, None, None, None, None, None)
+
+
+def _lif_forward_loop(inp: Tensor, v0: Tensor, a: Tensor, gain: Tensor, const: Tensor, v_th: Tensor,
+                      v_reset: Tensor, hist: Optional[Tensor], weight: Optional[Tensor],
+                      w_scaled_t: Optional[Tensor], delay: int, zero_reset: bool, store_v: bool,
+                      events: Optional[tuple[str, float]]) -> tuple[Tensor, Tensor, Tensor, Optional[StepEvents]]:
+    """:meth:`LIFScan.forward`'s per-step PyTorch loop (used where :func:`.kernels.lif_forward` is not).
+
+    Returns ``(x, z, v, the event recorder or None)``, each ``[T, B, n]`` but ``v``, which is ``[1, B, n]`` (the
+    last step) without ``store_v``.  ``C_t`` is computed per step into ``x`` (no ``[T, B, n]`` buffer).
+    """
+    steps, batch, n = inp.shape
+    recurrent = weight is not None
+    x_all = torch.empty_like(inp)
+    z_all = torch.empty_like(inp)
+    shape = (batch, n)
+    s_all = torch.empty_like(inp) if store_v else None
+    s_buf = None if store_v else torch.empty(shape, dtype=inp.dtype, device=inp.device)
+    a_b = a.expand(shape)
+    reset_to = (v_reset - v_th).expand(shape) if zero_reset else None
+    neg_th = (-v_th).expand(shape)
+    s = v0 - v_th
+    macs = batch * weight.shape[0] * weight.shape[1] if recurrent else 0
+    step_events, table = _step_events(events, inp, weight, steps, batch, delay, w_scaled_t)
+    # per-step views taken once (indexing a tensor costs ~2 us a call); 0-dim tensors, not Python scalars
+    x_rows, z_rows, inp_rows = x_all.unbind(0), z_all.unbind(0), inp.unbind(0)
+    s_rows = s_all.unbind(0) if store_v else [s_buf] * steps
+    zero = _scalar(0.0, inp)
+    with step_threads(macs):
+        for t in range(steps):
+            x = torch.addcmul(const, inp_rows[t], gain, out=x_rows[t])
+            if recurrent:
+                _add_recurrent_input(t, delay, hist, z_rows, w_scaled_t, step_events, table, x)
+            x.addcmul_(a_b, s)
+            z = torch.gt(x, zero, out=z_rows[t])
+            if step_events is not None and t + delay < steps:
+                step_events.record(t, z)
+            if zero_reset:
+                s = torch.lerp(x, reset_to, z, out=s_rows[t])
+            else:
+                s = torch.addcmul(x, z, neg_th, out=s_rows[t])
+    v_all = s_all.add_(v_th) if store_v else (s + v_th).unsqueeze(0)
+    return x_all, z_all, v_all, step_events
+
+
+def _kernel_vectors(n: int, *tensors: Optional[Tensor], **params: Tensor) -> Optional[dict[str, "np.ndarray"]]:
+    """The per-neuron ``params`` as ``[n]`` arrays for :mod:`.kernels`, or None where the kernels do not apply.
+
+    They apply when the kernels are enabled, every tensor (``tensors`` and ``params``) is a CPU tensor of one
+    dtype (float32 or float64) and every parameter is a scalar or per-neuron (no per-sample values).
+    """
+    if not kernels.usable(*tensors, *params.values()):
+        return None
+    out = {}
+    for name, value in params.items():
+        vector = kernels.param_vector(value, n)
+        if vector is None:
+            return None
+        out[name] = vector
+    return out
 
 
 def threshold_reset_grads(gz_all: Optional[Tensor], psi: Optional[Tensor], gv_all: Optional[Tensor], z_all: Tensor,
@@ -270,12 +326,14 @@ def _add_recurrent_input(t: int, delay: int, hist: Tensor, z_rows: Sequence[Tens
 
 
 def self_projection_grads(gi_all: Tensor, z_all: Tensor, hist: Tensor, weight: Tensor, delay: int,
-                          needs_hist: bool, needs_w: bool, step_events: Optional[StepEvents] = None
+                          needs_hist: bool, needs_w: bool, step_events: Optional[StepEvents] = None,
+                          spike_lists: Optional["kernels.SpikeLists"] = None
                           ) -> tuple[Optional[Tensor], Optional[Tensor]]:
     """``(dL/dhist, dL/dW)`` of a scan's own projection ``I_t += W z_{t-d}`` (each None unless needed).
 
     ``gi_all`` is ``dL/dI`` ``[T, B, n]``, ``z_all`` the scan's outputs; ``dL/dhist_j = dL/dI_j W`` and
-    ``dL/dW`` as in :func:`_recurrent_weight_grad` (from ``step_events`` when they were recorded).
+    ``dL/dW`` as in :func:`_recurrent_weight_grad` (from ``step_events`` when they were recorded, or from the
+    spike lists of the compiled forward).
     """
     steps = gi_all.shape[0]
     grad_hist = grad_w = None
@@ -283,29 +341,35 @@ def self_projection_grads(gi_all: Tensor, z_all: Tensor, hist: Tensor, weight: T
         grad_hist = torch.stack([gi_all[j] @ weight if j < steps else torch.zeros_like(hist[j])
                                  for j in range(delay)])
     if needs_w:
-        grad_w = _recurrent_weight_grad(gi_all, z_all, hist, delay, step_events)
+        grad_w = _recurrent_weight_grad(gi_all, z_all, hist, delay, step_events, spike_lists)
     return grad_hist, grad_w
 
 
 def _recurrent_weight_grad(gi_all: Tensor, z_all: Tensor, hist: Tensor, delay: int,
-                           step_events: Optional[StepEvents]) -> Tensor:
+                           step_events: Optional[StepEvents],
+                           spike_lists: Optional["kernels.SpikeLists"] = None) -> Tensor:
     """``dL/dW = sum_t (dL/dI_t)^T z_{t-d}`` (``hist`` before step 0), ``[n, n]``.
 
-    The steps that read the scan's own outputs (``t >= d``) go through the
-    events recorded in the forward pass (:func:`~.events.event_weight_grad`)
-    when they were recorded for all those steps and their density is at most
-    the threshold; otherwise one GEMM over all those steps.  No ``[T, B, n]``
-    copy of the delayed outputs is made.
+    The steps that read the scan's own outputs (``t >= d``) are summed from
+    the compiled forward's spike lists when it kept them
+    (:meth:`.kernels.SpikeLists.weight_grad`), or from the events recorded by
+    the PyTorch loop (:func:`~.events.event_weight_grad`) when they were
+    recorded for all those steps and their density is at most the threshold;
+    otherwise one GEMM over all those steps.  No ``[T, B, n]`` copy of the
+    delayed outputs is made.
     """
     steps, batch, n = gi_all.shape
     n_pre = z_all.shape[-1]
     head = min(delay, steps)
     grad_w = gi_all[:head].reshape(-1, n).t() @ hist[:head].reshape(-1, n_pre)
+    if steps > delay and spike_lists is not None:
+        return grad_w + spike_lists.weight_grad(gi_all, delay)
     if steps > delay:
         grad_out = gi_all[delay:].reshape(-1, n)
-        use_events = step_events is not None and (step_events.force or
-                                                  step_events.density(0, steps - delay) <= step_events.threshold)
-        found = step_events.all_events(0, steps - delay) if use_events else None
+        found = None
+        if step_events is not None:
+            use_events = step_events.force or step_events.density(0, steps - delay) <= step_events.threshold
+            found = step_events.all_events(0, steps - delay) if use_events else None
         if found is not None:
             grad_w = grad_w + event_weight_grad(grad_out, found[0], found[1], n_pre)
         else:
@@ -508,6 +572,14 @@ def _lif_forward_nograd(drive: Tensor, v0: Tensor, a: Tensor, v_leak: Tensor, r:
     gain = (1.0 - a) * r
     inp = drive if bias is None else drive + bias
     const = (1.0 - a) * (v_leak - v_th)
+    vectors = _kernel_vectors(n, drive, v0, hist, weight, a=a, gain=gain, const=const, v_th=v_th,
+                              reset=(v_reset - v_th) if zero_reset else v_th)
+    if vectors is not None:  # the whole loop in one compiled call
+        w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
+        _, z_all, v_all, v_last, _ = kernels.lif_forward(inp, v0, vectors["a"], vectors["gain"], vectors["const"],
+                                                         vectors["reset"], vectors["v_th"], zero_reset, hist,
+                                                         w_scaled_t, delay, False, keep_v)
+        return z_all, (v_all if keep_v else v_last)
     # C for all steps at once (one vectorised pass; LIFScan.forward computes C_t per step into x to save a
     # [T, B, n] buffer), into the memory of a temporary of ours (or one given away by the caller) if there is one
     c_all = torch.addcmul(const, inp, gain, out=None if inp is drive and not overwrite_drive else inp)
@@ -556,11 +628,14 @@ class LinearScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, u: Tensor, y0: Tensor, k: Tensor) -> Tensor:
-        y_all = torch.empty_like(u)
-        y = y0
-        k_b = k.expand_as(u[0]) if u.shape[0] else k
-        for u_t, y_t in zip(u.unbind(0), y_all.unbind(0)):
-            y = torch.addcmul(u_t, k_b, y, out=y_t)  # one op per step: u_t + k*y_{t-1}
+        if _linear_kernel_applies(u, y0, k):
+            y_all = kernels.linear_forward(u, y0, k)
+        else:
+            y_all = torch.empty_like(u)
+            y = y0
+            k_b = k.expand_as(u[0]) if u.shape[0] else k
+            for u_t, y_t in zip(u.unbind(0), y_all.unbind(0)):
+                y = torch.addcmul(u_t, k_b, y, out=y_t)  # one op per step: u_t + k*y_{t-1}
         if ctx is not None:
             ctx.save_for_backward(y0 if ctx.needs_input_grad[2] else None, y_all if ctx.needs_input_grad[2] else None, k)
         return y_all
@@ -568,20 +643,41 @@ class LinearScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_y: Tensor):  # type: ignore[override]
         y0, y_all, k = ctx.saved_tensors
-        g_all = torch.empty_like(grad_y)
-        g = None
-        k_b = k.expand_as(grad_y[0]) if grad_y.shape[0] else k
-        gy_rows, g_rows = grad_y.unbind(0), g_all.unbind(0)
-        for t in range(grad_y.shape[0] - 1, -1, -1):
-            g = gy_rows[t] if g is None else torch.addcmul(gy_rows[t], k_b, g, out=g_rows[t])
-            if t == grad_y.shape[0] - 1:
-                g_rows[t].copy_(g)
+        if not torch.is_grad_enabled() and _linear_kernel_applies(grad_y, None, k):
+            g_all = kernels.linear_backward(grad_y, k)
+            g = g_all[0]
+        else:
+            g_all = torch.empty_like(grad_y)
+            g = None
+            k_b = k.expand_as(grad_y[0]) if grad_y.shape[0] else k
+            gy_rows, g_rows = grad_y.unbind(0), g_all.unbind(0)
+            for t in range(grad_y.shape[0] - 1, -1, -1):
+                g = gy_rows[t] if g is None else torch.addcmul(gy_rows[t], k_b, g, out=g_rows[t])
+                if t == grad_y.shape[0] - 1:
+                    g_rows[t].copy_(g)
         grad_y0 = k * g if ctx.needs_input_grad[1] else None
         grad_k = None
         if ctx.needs_input_grad[2]:
             y_prev = torch.cat([y0.unsqueeze(0), y_all[:-1]])
             grad_k = _reduce_to(g_all * y_prev, k)
         return g_all, grad_y0, grad_k
+
+
+def _linear_kernel_applies(u: Tensor, y0: Optional[Tensor], k: Tensor) -> bool:
+    """Whether :class:`LinearScan` can run on :mod:`.kernels`: a ``[T, B, n]`` input with ``T > 0``, ``y0`` and
+    ``k`` broadcastable to ``[B, n]``, CPU tensors of one float dtype, kernels enabled."""
+    if u.ndim != 3 or u.shape[0] == 0 or not kernels.usable(u, y0, k):
+        return False
+    shape = tuple(u.shape[1:])
+    for t in (y0, k):
+        if t is None:
+            continue
+        try:
+            if torch.broadcast_shapes(t.shape, shape) != shape:
+                return False
+        except RuntimeError:
+            return False
+    return True
 
 
 def linear_scan(u: Tensor, y0: Tensor, k: Tensor) -> Tensor:

@@ -56,6 +56,14 @@ class Surrogate:
         """``grad * psi(x)`` (the gradient reaching ``x``), into ``out`` if given; subclasses may fuse it."""
         return torch.mul(grad, self.derivative(x), out=out)
 
+    def kernel_code(self) -> Optional[tuple[int, float, float]]:
+        """``(kind, p0, p1)`` for the compiled scan kernels (:mod:`.kernels`), or None: they cannot compute it.
+
+        Only the exact built-in classes return a code, so a subclass that changes :meth:`derivative` is never
+        replaced by the built-in formula.
+        """
+        return None
+
 
 @dataclass(frozen=True)
 class FastSigmoid(Surrogate):
@@ -78,6 +86,9 @@ class FastSigmoid(Surrogate):
         torch.addcmul(one, d, slope, out=d).square_()  # (1 + slope*|x|)^2 with no Python-scalar conversions
         return torch.div(grad, d, out=d)
 
+    def kernel_code(self) -> Optional[tuple[int, float, float]]:
+        return (1, float(self.slope), 0.0) if type(self) is FastSigmoid else None
+
 
 SuperSpike = FastSigmoid
 
@@ -91,6 +102,9 @@ class ArcTan(Surrogate):
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         return (self.alpha / 2.0) / (1.0 + (math.pi / 2.0 * self.alpha * x) ** 2)
 
+    def kernel_code(self) -> Optional[tuple[int, float, float]]:
+        return (2, float(self.alpha), 0.0) if type(self) is ArcTan else None
+
 
 @dataclass(frozen=True)
 class Triangle(Surrogate):
@@ -101,3 +115,6 @@ class Triangle(Surrogate):
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         return self.gamma * torch.clamp(1.0 - x.abs() / self.width, min=0.0)
+
+    def kernel_code(self) -> Optional[tuple[int, float, float]]:
+        return (3, float(self.gamma), float(self.width)) if type(self) is Triangle else None
