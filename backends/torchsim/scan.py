@@ -114,8 +114,8 @@ class LIFScan(torch.autograd.Function):
         inp = drive if bias is None else drive + bias
         const = (1.0 - a) * (v_leak - v_th)
         w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
-        vectors = _kernel_vectors(n, drive, v0, hist, weight, a=a, gain=gain, const=const, v_th=v_th,
-                                  reset=(v_reset - v_th) if zero_reset else v_th)
+        vectors = _kernel_vectors(batch, n, recurrent, drive, v0, hist, weight, a=a, gain=gain, const=const,
+                                  v_th=v_th, reset=(v_reset - v_th) if zero_reset else v_th)
         step_events = spike_lists = None
         if vectors is not None:  # the whole loop in one compiled call
             keep_spikes = ctx is not None and recurrent and ctx.needs_input_grad[8]
@@ -152,7 +152,7 @@ class LIFScan(torch.autograd.Function):
         code = kernels.surrogate_code(ctx.surrogate)
         vectors = None
         if fast and code is not None and not torch.is_grad_enabled():
-            vectors = _kernel_vectors(n, x_all, grad_z, grad_v, weight, a=a, gain=gain)
+            vectors = _kernel_vectors(batch, n, recurrent, x_all, grad_z, grad_v, weight, a=a, gain=gain)
         psi = gz_all = None
         if vectors is not None:  # the whole backward loop in one compiled call
             g_all, gi_all, g_first = kernels.lif_backward_detached(x_all, grad_z, grad_v, vectors["a"],
@@ -246,13 +246,15 @@ def _lif_forward_loop(inp: Tensor, v0: Tensor, a: Tensor, gain: Tensor, const: T
     return x_all, z_all, v_all, step_events
 
 
-def _kernel_vectors(n: int, *tensors: Optional[Tensor], **params: Tensor) -> Optional[dict[str, "np.ndarray"]]:
+def _kernel_vectors(batch: int, n: int, recurrent: bool, *tensors: Optional[Tensor],
+                    **params: Tensor) -> Optional[dict[str, "np.ndarray"]]:
     """The per-neuron ``params`` as ``[n]`` arrays for :mod:`.kernels`, or None where the kernels do not apply.
 
-    They apply when the kernels are enabled, every tensor (``tensors`` and ``params``) is a CPU tensor of one
-    dtype (float32 or float64) and every parameter is a scalar or per-neuron (no per-sample values).
+    They apply when the kernels are enabled and pay at this size (:func:`.kernels.pays`), every tensor
+    (``tensors`` and ``params``) is a CPU tensor of one dtype (float32 or float64) and every parameter is a
+    scalar or per-neuron (no per-sample values).
     """
-    if not kernels.usable(*tensors, *params.values()):
+    if not kernels.pays(batch, n, recurrent) or not kernels.usable(*tensors, *params.values()):
         return None
     out = {}
     for name, value in params.items():
@@ -572,7 +574,7 @@ def _lif_forward_nograd(drive: Tensor, v0: Tensor, a: Tensor, v_leak: Tensor, r:
     gain = (1.0 - a) * r
     inp = drive if bias is None else drive + bias
     const = (1.0 - a) * (v_leak - v_th)
-    vectors = _kernel_vectors(n, drive, v0, hist, weight, a=a, gain=gain, const=const, v_th=v_th,
+    vectors = _kernel_vectors(batch, n, recurrent, drive, v0, hist, weight, a=a, gain=gain, const=const, v_th=v_th,
                               reset=(v_reset - v_th) if zero_reset else v_th)
     if vectors is not None:  # the whole loop in one compiled call
         w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
@@ -637,7 +639,8 @@ class LinearScan(torch.autograd.Function):
             for u_t, y_t in zip(u.unbind(0), y_all.unbind(0)):
                 y = torch.addcmul(u_t, k_b, y, out=y_t)  # one op per step: u_t + k*y_{t-1}
         if ctx is not None:
-            ctx.save_for_backward(y0 if ctx.needs_input_grad[2] else None, y_all if ctx.needs_input_grad[2] else None, k)
+            need_k = ctx.needs_input_grad[2]
+            ctx.save_for_backward(y0 if need_k else None, y_all if need_k else None, k)
         return y_all
 
     @staticmethod
@@ -666,7 +669,8 @@ class LinearScan(torch.autograd.Function):
 def _linear_kernel_applies(u: Tensor, y0: Optional[Tensor], k: Tensor) -> bool:
     """Whether :class:`LinearScan` can run on :mod:`.kernels`: a ``[T, B, n]`` input with ``T > 0``, ``y0`` and
     ``k`` broadcastable to ``[B, n]``, CPU tensors of one float dtype, kernels enabled."""
-    if u.ndim != 3 or u.shape[0] == 0 or not kernels.usable(u, y0, k):
+    if u.ndim != 3 or u.shape[0] == 0 or not kernels.pays(u.shape[1], u.shape[2], False) or \
+            not kernels.usable(u, y0, k):
         return False
     shape = tuple(u.shape[1:])
     for t in (y0, k):
