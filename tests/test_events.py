@@ -8,8 +8,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from backends.torchsim import kernels
 from backends.torchsim.events import (EVENT_MIN_STEP_MACS, StepEvents, bag_offsets, bag_sum, event_weight_grad,
-                                      flat_events, split_flat)
+                                      flat_events, row_events, split_flat)
 
 
 def _spikes(shape: tuple[int, ...], density: float, seed: int, dtype=torch.float64) -> torch.Tensor:
@@ -36,6 +37,71 @@ def test_flat_events_special_values_follow_nonzero():
     assert flat_events(x).tolist() == [2, 3, 4, 6]
     xt = x.t()  # a transposed view: indices follow the logical (row-major) order
     assert torch.equal(flat_events(xt), torch.nonzero(xt.reshape(-1)).reshape(-1))
+
+
+@pytest.fixture(params=["kernels", "torch"])
+def extraction(request):
+    """``row_events`` through the compiled kernel and through ``flat_events`` (kernels off)."""
+    if request.param == "kernels":
+        if not kernels.enabled():
+            pytest.skip("numba is not installed or NTGRAPH_KERNELS=0")
+        yield request.param
+        return
+    with kernels.disabled():
+        yield request.param
+
+
+def _row_major(events) -> tuple[torch.Tensor, torch.Tensor]:
+    counts = events.ptr[1:] - events.ptr[:-1]
+    return torch.repeat_interleave(torch.arange(counts.shape[0]), counts), events.cols
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("rows,cols", [(0, 5), (1, 1), (3, 7), (9, 8), (13, 17), (40, 700)])
+@pytest.mark.parametrize("binary", [True, False], ids=["spikes", "values"])
+def test_row_events_equal_torch_nonzero(extraction, dtype, rows, cols, binary):
+    """Row-by-row events (CSR) against ``torch.nonzero``: the same entries in row-major order, values only when
+    some are not exactly 1; widths below, at and across the kernel's blocks of 8."""
+    x = _spikes((rows, cols), 0.08, rows * 31 + cols, dtype=dtype)
+    if not binary:
+        x = x * torch.randn(rows, cols, generator=torch.Generator().manual_seed(cols), dtype=dtype)
+    events = row_events(x)
+    r, c = _row_major(events)
+    assert torch.equal(torch.stack([r, c], 1), torch.nonzero(x)) and events.count == int((x != 0).sum())
+    assert events.ptr.shape == (rows + 1,) and events.cols.dtype == events.ptr.dtype == torch.int64
+    if binary or events.count == 0:
+        assert events.vals is None or torch.equal(events.vals, x[x != 0])
+    else:
+        assert events.vals is not None and torch.equal(events.vals, x[x != 0])
+
+
+def test_row_events_special_values(extraction):
+    """``-0.0`` is no event (its bits are nonzero: the kernel's block test lets it through, the compare drops it),
+    ``NaN`` and ``inf`` are; a 3-d input is read as ``[M, K]``."""
+    x = torch.zeros(2, 3, 9)
+    x[0, 0, 1] = -0.0
+    x[0, 1, 8] = float("nan")
+    x[1, 2, 0] = float("inf")
+    x[1, 0, 4] = 1.0
+    events = row_events(x)
+    assert events.width == 9 and events.ptr.tolist() == [0, 0, 1, 1, 2, 2, 3]
+    assert events.cols.tolist() == [8, 4, 0]
+    assert events.vals is not None and torch.isnan(events.vals[0]) and events.vals[1:].tolist() == [1.0, float("inf")]
+
+
+@pytest.mark.parametrize("with_values", [False, True])
+def test_row_events_products_equal_the_dense_matmuls(extraction, with_values):
+    """``RowEvents.product`` and ``weight_grad`` (counting sort by column) against dense float64 matmuls."""
+    x = _spikes((60, 37), 0.1, 5)
+    if with_values:
+        x = x * torch.rand(60, 37, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    x[:, 3] = 0.0  # an empty column, and an empty row
+    x[7] = 0.0
+    w = torch.randn(11, 37, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    g = torch.randn(60, 11, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    events = row_events(x)
+    torch.testing.assert_close(events.product(w.t().contiguous()), x @ w.t(), atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(events.weight_grad(g), g.t() @ x, atol=1e-12, rtol=1e-12)
 
 
 def test_bag_offsets_mark_the_start_of_every_bag_including_empty_ones():

@@ -211,11 +211,11 @@ def test_auto_mode_follows_measured_density():
 
 
 class _PassCounter:
-    """Counts event extractions (``flat_events``) and ``torch.count_nonzero`` calls on inputs of ``n_pre`` columns."""
+    """Counts event extractions (``row_events``) and ``torch.count_nonzero`` calls on inputs of ``n_pre`` columns."""
 
     def __init__(self, monkeypatch, n_pre: int) -> None:
         self.nonzero = self.count = 0
-        nonzero, count_nonzero = projections.flat_events, torch.count_nonzero
+        nonzero, count_nonzero = projections.row_events, torch.count_nonzero
 
         def counting_nonzero(t, *args, **kwargs):
             self.nonzero += t.shape[-1:] == (n_pre,)
@@ -225,7 +225,7 @@ class _PassCounter:
             self.count += t.shape[-1:] == (n_pre,)
             return count_nonzero(t, *args, **kwargs)
 
-        monkeypatch.setattr(projections, "flat_events", counting_nonzero)
+        monkeypatch.setattr(projections, "row_events", counting_nonzero)
         monkeypatch.setattr(torch, "count_nonzero", counting_count)
 
     def take(self) -> tuple[int, int]:

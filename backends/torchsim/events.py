@@ -24,12 +24,17 @@ from __future__ import annotations
 
 from typing import Optional
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["flat_events", "split_flat", "bag_offsets", "bag_sum", "StepEvents", "event_weight_grad", "EVENT_MIN_STEP_MACS"]
+from . import kernels
+
+__all__ = ["flat_events", "split_flat", "bag_offsets", "bag_sum", "RowEvents", "row_events", "StepEvents",
+           "event_weight_grad", "EVENT_MIN_STEP_MACS"]
 
 #: The per-step recurrent product takes the event path only when its dense GEMM has at least this many
 #: multiply-adds (``B * n_pre * n_post``).  Measured here (2026-11-23, 2 threads, 3.5% density), one step of
@@ -80,6 +85,73 @@ def bag_sum(index: Tensor, table: Tensor, offsets: Tensor, weights: Optional[Ten
     if weights is not None:
         weights = weights.to(table.dtype)
     return F.embedding_bag(index, table, offsets, mode="sum", per_sample_weights=weights)
+
+
+@dataclass(frozen=True)
+class RowEvents:
+    """The nonzero entries ("events") of a matrix ``x`` ``[M, K]``, row by row (CSR).
+
+    Row ``m``'s events are the columns ``cols[ptr[m]:ptr[m+1]]`` (ascending)
+    with values ``vals`` over the same range, or all exactly 1 when ``vals``
+    is None (spikes).  Indices are int64 (``F.embedding_bag``'s).
+    """
+
+    ptr: Tensor
+    cols: Tensor
+    vals: Optional[Tensor]
+    width: int
+
+    @property
+    def count(self) -> int:
+        """``|E|``."""
+        return int(self.cols.shape[0])
+
+    def product(self, table: Tensor) -> Tensor:
+        """``x @ table`` (``table`` ``[K, n_out]``, contiguous): one embedding-bag sum per row, ``[M, n_out]``."""
+        return bag_sum(self.cols, table, self.ptr[:-1], self.vals)
+
+    def weight_grad(self, grad_out: Tensor) -> Tensor:
+        """``grad_out^T @ x`` (``grad_out`` ``[M, n_out]``), ``[n_out, K]``: per column of ``x``, the sum of the
+        ``grad_out`` rows of its events (times their values).
+
+        On the CPU with the compiled kernels the events are ordered by column
+        with a counting sort (:func:`.kernels.by_column`; with the sums, 1.8 ms
+        against 4.2 ms for :func:`event_weight_grad` on the events above and a
+        ``[6400, 128]`` gradient); otherwise through :func:`event_weight_grad`.
+        """
+        if self.cols.device.type == "cpu" and kernels.enabled():
+            col_ptr, rows, vals = kernels.by_column(self.ptr, self.cols, self.vals, self.width)
+            return bag_sum(rows, grad_out.contiguous(), col_ptr[:-1], vals).t()
+        counts = self.ptr[1:] - self.ptr[:-1]
+        rows = torch.repeat_interleave(torch.arange(counts.shape[0], device=counts.device), counts)
+        return event_weight_grad(grad_out, rows, self.cols, self.width, self.vals)
+
+
+def row_events(x: Tensor, mask: Optional[Tensor] = None) -> RowEvents:
+    """The events of ``x`` ``[..., K]`` (as a matrix ``[M, K]``), for :class:`RowEvents`' sums.
+
+    On the CPU with the compiled kernels (:func:`.kernels.row_events`): one
+    pass that skips all-zero blocks of 8 entries with one OR of their bits
+    and compacts the rest without branches; measured here (2026-11-23, float32
+    ``[6400, 700]`` at 3%, 2 threads) 3.8 ms against 9.2 ms for
+    :func:`flat_events` (``x != 0`` into ``mask``, NumPy's ``flatnonzero``), the
+    gather of the values to check whether they are all 1 and the row offsets.
+    Otherwise (other devices or dtypes, kernels off) it goes through
+    :func:`flat_events`.  ``NaN`` counts as an event, ``-0.0`` does not.
+    """
+    x2d = x.detach().reshape(-1, x.shape[-1]) if x.ndim != 2 else x.detach()
+    width = x2d.shape[1]
+    if x2d.device.type == "cpu" and x2d.dtype in (torch.float32, torch.float64) and kernels.enabled():
+        ptr, cols, vals = kernels.row_events(x2d)
+        return RowEvents(ptr, cols, vals, width)
+    flat = flat_events(x2d, mask.view(x2d.shape) if mask is not None else None)
+    rows, cols = split_flat(flat, width)
+    vals: Optional[Tensor] = torch.index_select(x2d.reshape(-1), 0, flat)
+    if bool((vals == 1).all()):
+        vals = None
+    counts = torch.bincount(rows, minlength=x2d.shape[0]) if rows.numel() else rows.new_zeros(x2d.shape[0])
+    ptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+    return RowEvents(ptr, cols, vals, width)
 
 
 class StepEvents:

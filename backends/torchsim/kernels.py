@@ -58,7 +58,7 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None
 
 __all__ = ["available", "enabled", "disabled", "pays", "usable", "param_vector", "surrogate_code", "SpikeLists", "lif_forward",
-           "lif_backward_detached", "linear_forward", "linear_backward",
+           "lif_backward_detached", "linear_forward", "linear_backward", "row_events", "by_column",
            "KERNEL_MAX_STEP_ELEMENTS"]
 
 #: The scans without a self-projection use the kernels only while a step's ``[B, n]`` has fewer entries than this
@@ -300,6 +300,67 @@ if numba is not None:
         _backward_step(t, x_all, gz, grad_v, v_from, a, gain, kind, c, zero_reset, gi_out, g, g_out, store_g, gv)
 
     @njit(**_JIT)
+    def _row_events(x, bits, ptr, cols, vals):  # pragma: no cover - compiled
+        """The nonzero entries of ``x`` ``[M, K]`` row by row; returns ``(count, all exactly 1)``.
+
+        ``bits`` is ``x``'s memory as unsigned integers: blocks of 8 entries
+        whose bits are all zero (the common case at a few percent density) are
+        skipped after one vectorized OR; the others are compacted without
+        branches (every entry is written, the cursor advances past nonzeros).
+        (Visiting only the set lanes through a table of 8-bit masks was slower
+        here: 5.1 against 3.4 ms on ``[6400, 700]`` at 3%.)  ``-0.0`` has a
+        nonzero bit pattern but compares equal to 0, so it is not an event;
+        ``NaN`` is one, as in ``torch.nonzero``.
+        """
+        rows, width = x.shape
+        count = 0
+        ones = True
+        for m in range(rows):
+            ptr[m] = count
+            xr = x[m]
+            br = bits[m]
+            k = 0
+            while k + 8 <= width:
+                acc = br[k]
+                for j in range(1, 8):
+                    acc |= br[k + j]
+                if acc != 0:
+                    for j in range(8):
+                        v = xr[k + j]
+                        cols[count] = k + j
+                        vals[count] = v
+                        count += v != 0.0
+                        ones &= (v == 1.0) | (v == 0.0)
+                k += 8
+            while k < width:
+                v = xr[k]
+                cols[count] = k
+                vals[count] = v
+                count += v != 0.0
+                ones &= (v == 1.0) | (v == 0.0)
+                k += 1
+        ptr[rows] = count
+        return count, ones
+
+    @njit(**_JIT)
+    def _by_column(ptr, cols, vals, has_vals, col_ptr, rows_out, vals_out):  # pragma: no cover - compiled
+        """Counting sort of row-major events by column (stable: rows ascending within a column)."""
+        width = col_ptr.shape[0] - 1
+        col_ptr[:] = 0
+        for e in range(cols.shape[0]):
+            col_ptr[cols[e] + 1] += 1
+        for i in range(width):
+            col_ptr[i + 1] += col_ptr[i]
+        pos = col_ptr[:width].copy()
+        for m in range(ptr.shape[0] - 1):
+            for e in range(ptr[m], ptr[m + 1]):
+                i = cols[e]
+                rows_out[pos[i]] = m
+                if has_vals:
+                    vals_out[pos[i]] = vals[e]
+                pos[i] += 1
+
+    @njit(**_JIT)
     def _linear_forward(u, y0, k, y_out):  # pragma: no cover - compiled
         steps, batch, n = u.shape
         for b in range(batch):
@@ -439,6 +500,44 @@ def lif_backward_detached(x_all: Tensor, grad_z: Optional[Tensor], grad_v: Optio
         _lif_backward_one(t, x_np, gz_buf_np, gv_np, v_from, a, gain, code[0], consts, zero_reset, gi_np, g_all_np,
                           store_g, g_np, gv_tmp)
     return (g_all if store_g else None), gi, g
+
+
+_UINT = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
+
+
+def row_events(x2d: Tensor) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+    """The nonzero entries of ``x2d`` ``[M, K]`` (a contiguous CPU float32/float64 tensor) in one pass.
+
+    Returns ``(ptr [M+1], cols [|E|], vals [|E|] or None)`` (int64 indices):
+    row ``m``'s events are ``cols[ptr[m]:ptr[m+1]]``, ascending, with values
+    ``vals`` (None when every event is exactly 1, as spikes are).  The index buffers are allocated for the worst case (every entry nonzero)
+    and only their first ``|E|`` entries are ever touched (no pages for the rest).
+    """
+    x_np = _np(x2d)
+    rows, width = x_np.shape
+    ptr = np.empty(rows + 1, dtype=np.int64)
+    cols = np.empty(x_np.size, dtype=np.int64)
+    vals = np.empty(x_np.size, dtype=x_np.dtype)
+    count, ones = _row_events(x_np, x_np.view(_UINT[x_np.dtype]), ptr, cols, vals)
+    return (torch.from_numpy(ptr), torch.from_numpy(cols[:count]),
+            None if ones else torch.from_numpy(vals[:count]))
+
+
+def by_column(ptr: Tensor, cols: Tensor, vals: Optional[Tensor], width: int
+              ) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+    """The events of :func:`row_events` ordered by column: ``(col_ptr [K+1], rows [|E|], vals or None)``.
+
+    A counting sort (``O(|E| + K)``, stable: rows ascending within a column),
+    for the weight gradient's sums over each column's events.
+    """
+    count = cols.shape[0]
+    col_ptr = np.empty(width + 1, dtype=np.int64)
+    rows = np.empty(count, dtype=np.int64)
+    vals_np = vals.numpy() if vals is not None else np.empty(0, dtype=np.float32)
+    vals_out = np.empty(count if vals is not None else 0, dtype=vals_np.dtype)
+    _by_column(ptr.numpy(), cols.numpy(), vals_np, vals is not None, col_ptr, rows, vals_out)
+    return torch.from_numpy(col_ptr), torch.from_numpy(rows), (torch.from_numpy(vals_out) if vals is not None
+                                                                 else None)
 
 
 def linear_forward(u: Tensor, y0: Tensor, k: Tensor) -> Tensor:

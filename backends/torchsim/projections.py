@@ -29,8 +29,9 @@ to rounding; ``tests/test_sparse_event.py`` compares them at float64):
   below :data:`EVENT_DENSITY_THRESHOLD` (0.05) (both calibrated here, see there);
   :func:`set_event_driven` sets them or forces either path.  The density check
   and the event extraction share one pass: the events
-  (:func:`~backends.torchsim.events.flat_events`) are extracted once, the
-  density is their count over ``x.numel()``, and the event path reuses them.  Only right after a dense input (last measured density above
+  (:func:`~backends.torchsim.events.row_events`, row by row) are extracted once,
+  the density is their count over ``x.numel()``, and the event path reuses
+  them.  Only right after a dense input (last measured density above
   the threshold) is the density measured by the cheaper ``count_nonzero`` first,
   so a stream of dense inputs does not pay for extracting discarded events; the
   path chosen is the same either way (it always follows the exact density).
@@ -50,7 +51,7 @@ from ntgraph.constraints import ResolvedConstraints, project_weights
 from ntgraph.errors import ValidationError
 from ntgraph.ir import Dense, Projection, Sparse
 
-from .events import bag_offsets, bag_sum, event_weight_grad, flat_events, split_flat
+from .events import RowEvents, row_events
 
 __all__ = ["ProjectionModule", "DenseProjection", "SparseProjection", "OneToOneProjection", "SparseMatmul",
            "EventMatmul", "event_linear", "set_event_driven", "EVENT_DENSITY_THRESHOLD", "EVENT_MIN_ROWS",
@@ -148,37 +149,33 @@ class EventMatmul(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x2d: Tensor, w: Tensor,  # type: ignore[override]
-                flat: Optional[Tensor] = None) -> Tensor:
-        """``flat``: :func:`~backends.torchsim.events.flat_events` of ``x2d`` if already computed (one pass fewer)."""
-        if flat is None:
-            flat = flat_events(x2d)
-        rows, cols = split_flat(flat, x2d.shape[1])
-        vals: Optional[Tensor] = torch.index_select(x2d.reshape(-1), 0, flat)
-        if bool((vals == 1).all()):
-            vals = None
-        y = bag_sum(cols, w.t().contiguous(), bag_offsets(rows, x2d.shape[0]), vals)
-        ctx.save_for_backward(rows, cols, vals, w)
-        ctx.n_pre = x2d.shape[1]
+                events: Optional[RowEvents] = None) -> Tensor:
+        """``events``: :func:`~backends.torchsim.events.row_events` of ``x2d`` if already extracted."""
+        if events is None:
+            events = row_events(x2d)
+        y = events.product(w.t().contiguous())
+        ctx.events = events
+        ctx.save_for_backward(w)
         return y
 
     @staticmethod
     def backward(ctx: Any, grad_y: Tensor):  # type: ignore[override]
-        rows, cols, vals, w = ctx.saved_tensors
+        (w,) = ctx.saved_tensors
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
             grad_x = grad_y @ w
         if ctx.needs_input_grad[1]:
-            grad_w = event_weight_grad(grad_y, rows, cols, ctx.n_pre, vals)
+            grad_w = ctx.events.weight_grad(grad_y)
         return grad_x, grad_w, None
 
 
-def event_linear(x: Tensor, w: Tensor, bias: Optional[Tensor] = None, flat: Optional[Tensor] = None) -> Tensor:
+def event_linear(x: Tensor, w: Tensor, bias: Optional[Tensor] = None, events: Optional[RowEvents] = None) -> Tensor:
     """``F.linear(x, w, bias)`` through :class:`EventMatmul` (``x [..., n_pre] -> [..., n_post]``).
 
-    ``flat``: the flat nonzero indices of ``x`` (:func:`~backends.torchsim.events.flat_events`) if already known.
+    ``events``: the events of ``x`` (:func:`~backends.torchsim.events.row_events`) if already extracted.
     """
     lead = x.shape[:-1]
-    y = EventMatmul.apply(x.reshape(-1, x.shape[-1]), w, flat).reshape(*lead, w.shape[0])
+    y = EventMatmul.apply(x.reshape(-1, x.shape[-1]), w, events).reshape(*lead, w.shape[0])
     return y if bias is None else y + bias
 
 
@@ -206,7 +203,8 @@ class DenseProjection(ProjectionModule):
         return self._route(x)[0]
 
     def _route(self, x: Tensor) -> tuple[bool, Optional[Tensor]]:
-        """(event path?, the flat nonzero indices of ``x`` if the density check extracted them).
+        """(event path?, the events of ``x`` (:class:`~backends.torchsim.events.RowEvents`) if the density check
+        extracted them).
 
         In ``auto`` mode the density ``rho = |E| / x.numel()`` (``E``: nonzero entries) is measured only
         for inputs of at least :data:`EVENT_MIN_ROWS` rows into at least ``event_min_outputs`` outputs; it
@@ -231,12 +229,12 @@ class DenseProjection(ProjectionModule):
             mask = torch.empty(x.shape, dtype=torch.bool, device=x.device)
             # kept for the next call (no fresh pages each time) unless large: a long run's mask is not held
             self._event_mask = mask if x.numel() <= _EVENT_MASK_KEEP else None
-        flat = flat_events(x, mask)
-        density = flat.numel() / x.numel()
+        events = row_events(x, mask)
+        density = events.count / x.numel()
         self.last_density = density
         if density > self.event_threshold:
             return False, None
-        return True, flat
+        return True, events
 
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
         bias = self.bias if self.has_bias else None

@@ -78,10 +78,10 @@ def step_threads(macs: int) -> Iterator[None]:
 
 
 def _reduce_to(grad: Tensor, like: Tensor) -> Tensor:
-    """Sum a ``[T, B, n]`` gradient down to the shape of a broadcast parameter (``()`` or ``(n,)``)."""
+    """Sum a ``[T, B, n]`` gradient down to the shape of a broadcast parameter (``()``, ``(n,)``, ``(B, n)``...)."""
     if like.ndim == 0:
         return grad.sum().reshape(())
-    return grad.reshape(-1, grad.shape[-1]).sum(0).reshape(like.shape)
+    return grad.sum_to_size(like.shape)
 
 
 class LIFScan(torch.autograd.Function):

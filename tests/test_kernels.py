@@ -1,0 +1,239 @@
+"""The compiled scan kernels (backends/torchsim/kernels.py) against the scans' PyTorch loops.
+
+Every case runs the same scan twice at float64, once on the kernels and once
+under ``kernels.disabled()`` (the loops, which tests/test_fast_paths.py checks
+against the step-by-step reference): identical spikes, membranes within 1e-12
+and every gradient (drive, initial state, self-projection weight, bias and
+history, learnable neuron parameters) within 1e-9.  The kernels sum the
+recurrent product in another order than the loops' GEMM, so values agree to
+rounding, not bit for bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Optional
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from backends.torchsim import ArcTan, FastSigmoid, Triangle
+from backends.torchsim import kernels
+from backends.torchsim.scan import lif_scan, linear_scan
+
+pytestmark = pytest.mark.skipif(not kernels.enabled(), reason="numba is not installed or NTGRAPH_KERNELS=0")
+
+PARAMS = ("a", "v_leak", "r", "v_th", "v_reset")
+
+
+class Calls:
+    """Counts the calls of the kernels' entry points (monkeypatched)."""
+
+    NAMES = ("lif_forward", "lif_backward_detached", "linear_forward", "linear_backward")
+
+    def __init__(self, monkeypatch) -> None:
+        self.count = dict.fromkeys(self.NAMES, 0)
+        for name in self.NAMES:
+            original = getattr(kernels, name)
+
+            def counting(*args, _original=original, _name=name, **kwargs):
+                self.count[_name] += 1
+                return _original(*args, **kwargs)
+
+            monkeypatch.setattr(kernels, name, counting)
+
+
+def make_case(seed: int, steps: int, batch: int, n: int, *, delay: Optional[int], bias: bool,
+              learnable: tuple = (), dense_hist: bool = False) -> dict:
+    """Inputs of one LIF scan (float64) with a firing rate of roughly 5-30%."""
+    g = torch.Generator().manual_seed(seed)
+    case = {
+        "drive": (torch.randn(steps, batch, n, generator=g, dtype=torch.float64) * 0.8 + 0.6).requires_grad_(),
+        "v0": (torch.rand(batch, n, generator=g, dtype=torch.float64) * 0.5).requires_grad_(),
+        "a": torch.full((n,), 0.9, dtype=torch.float64) - 0.05 * torch.rand(n, generator=g, dtype=torch.float64),
+        "v_leak": torch.zeros(n, dtype=torch.float64),
+        "r": torch.full((n,), 2.0, dtype=torch.float64),
+        "v_th": torch.ones(n, dtype=torch.float64),
+        "v_reset": torch.full((n,), -0.1, dtype=torch.float64),
+    }
+    for name in learnable:
+        case[name] = case[name].clone().requires_grad_()
+    if delay is not None:
+        case["weight"] = (torch.randn(n, n, generator=g, dtype=torch.float64) * 0.4).requires_grad_()
+        hist = torch.rand(delay, batch, n, generator=g, dtype=torch.float64)
+        case["hist"] = (hist if dense_hist else (hist < 0.3).double()).requires_grad_()
+        case["delay"] = delay
+    if bias:
+        case["bias"] = (torch.randn(n, generator=g, dtype=torch.float64) * 0.1).requires_grad_()
+    return case
+
+
+def run_scan(case: dict, *, reset: str, surrogate, keep_v: bool, loss_on_v: bool) -> dict:
+    """Spikes, membranes and the gradients of every input that needs one, for ``sum(z * u) (+ sum(v * w))``."""
+    args = {k: v for k, v in case.items() if k not in ("drive", "v0") + PARAMS}
+    z, v = lif_scan(case["drive"], case["v0"], case["a"], case["v_leak"], case["r"], case["v_th"], case["v_reset"],
+                    zero_reset=reset == "zero", detach=True, surrogate=surrogate, keep_v=keep_v, **args)
+    u = torch.linspace(-1.0, 1.0, z.numel(), dtype=z.dtype).reshape(z.shape)
+    loss = (z * u).sum()
+    if loss_on_v:
+        loss = loss + (v * torch.linspace(0.5, -0.5, v.numel(), dtype=v.dtype).reshape(v.shape)).sum()
+    leaves = {k: t for k, t in case.items() if isinstance(t, torch.Tensor) and t.requires_grad}
+    grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+    return {"z": z.detach(), "v": v.detach(), **{f"d{k}": g for k, g in zip(leaves, grads)}}
+
+
+def assert_agree(kernel: dict, loop: dict) -> None:
+    assert torch.equal(kernel["z"], loop["z"])
+    assert 0.02 < float(loop["z"].mean()) < 0.6, "the case should spike, but not everywhere"
+    torch.testing.assert_close(kernel["v"], loop["v"], atol=1e-12, rtol=0)
+    assert kernel.keys() == loop.keys()
+    for key in kernel:
+        if key.startswith("d") and loop[key] is not None:
+            torch.testing.assert_close(kernel[key], loop[key], atol=1e-9, rtol=1e-9, msg=key)
+
+
+def both(case_args: dict, run_args: dict, monkeypatch) -> tuple[dict, dict, Calls]:
+    calls = Calls(monkeypatch)
+    kernel = run_scan(make_case(**case_args), **run_args)
+    used = dict(calls.count)
+    with kernels.disabled():
+        loop = run_scan(make_case(**case_args), **run_args)
+    assert calls.count == used, "the loops ran a kernel"
+    return kernel, loop, calls
+
+
+@pytest.mark.parametrize("surrogate", [FastSigmoid(), ArcTan(), Triangle()], ids=["fast_sigmoid", "arctan", "triangle"])
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+@pytest.mark.parametrize("delay", [None, 1, 3], ids=["feed-forward", "delay1", "delay3"])
+@pytest.mark.parametrize("keep_v,loss_on_v", [(True, True), (False, False), (False, True)],
+                         ids=["v-all", "no-v", "v-last"])
+def test_lif_scan_kernels_equal_the_loops(monkeypatch, surrogate, reset, delay, keep_v, loss_on_v):
+    case_args = dict(seed=3, steps=25, batch=5, n=17, delay=delay, bias=delay is not None)
+    run_args = dict(reset=reset, surrogate=surrogate, keep_v=keep_v, loss_on_v=loss_on_v)
+    kernel, loop, calls = both(case_args, run_args, monkeypatch)
+    assert calls.count["lif_forward"] == 1 and calls.count["lif_backward_detached"] == 1
+    assert_agree(kernel, loop)
+
+
+@pytest.mark.parametrize("learnable", [("a", "r"), ("v_leak", "v_reset"), ("v_th",), PARAMS],
+                         ids=["a-r", "leak-reset", "threshold", "all"])
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_learnable_neuron_parameters(monkeypatch, learnable, reset):
+    """Learnable parameters need ``G`` for every step (kept by the kernel); a learnable threshold takes the loops'
+    unfused backward after the compiled forward."""
+    case_args = dict(seed=8, steps=20, batch=3, n=11, delay=1, bias=True, learnable=learnable)
+    run_args = dict(reset=reset, surrogate=FastSigmoid(), keep_v=False, loss_on_v=True)
+    kernel, loop, calls = both(case_args, run_args, monkeypatch)
+    assert calls.count["lif_forward"] == 1
+    assert calls.count["lif_backward_detached"] == (0 if "v_th" in learnable else 1)
+    assert_agree(kernel, loop)
+
+
+def test_non_binary_history_and_its_gradient(monkeypatch):
+    """The steps before ``delay`` read ``hist`` with any values (not only spikes)."""
+    case_args = dict(seed=5, steps=12, batch=4, n=9, delay=2, bias=False, dense_hist=True)
+    run_args = dict(reset="zero", surrogate=ArcTan(), keep_v=True, loss_on_v=False)
+    kernel, loop, _ = both(case_args, run_args, monkeypatch)
+    assert_agree(kernel, loop)
+    assert float(kernel["dhist"].abs().sum()) > 0
+
+
+def test_a_subclassed_surrogate_keeps_the_loop_backward(monkeypatch):
+    """A subclass may change the derivative, so the backward kernel never stands in for it."""
+
+    class Steeper(FastSigmoid):
+        def derivative(self, x):
+            return 2.0 * super().derivative(x)
+
+    assert Steeper().kernel_code() is None and FastSigmoid().kernel_code() == (1, 25.0, 0.0)
+    case_args = dict(seed=2, steps=15, batch=3, n=8, delay=1, bias=False)
+    run_args = dict(reset="zero", surrogate=Steeper(), keep_v=False, loss_on_v=False)
+    kernel, loop, calls = both(case_args, run_args, monkeypatch)
+    assert calls.count["lif_forward"] == 1 and calls.count["lif_backward_detached"] == 0
+    assert_agree(kernel, loop)
+
+
+def test_spike_lists_weight_gradient_equals_the_gemm():
+    """``SpikeLists.weight_grad`` = ``sum_{t >= d} (dL/dI_t)^T z_{t-d}`` (the dense GEMM), exactly the same sums."""
+    g = torch.Generator().manual_seed(0)
+    steps, batch, n, delay = 9, 4, 13, 2
+    inp = torch.randn(steps, batch, n, generator=g, dtype=torch.float64) + 0.3
+    vec = lambda v: np.full(n, v, dtype=np.float64)  # noqa: E731
+    hist = torch.zeros(delay, batch, n, dtype=torch.float64)
+    _, z, _, _, spikes = kernels.lif_forward(inp, torch.zeros(batch, n, dtype=torch.float64), vec(0.9), vec(0.5),
+                                             vec(-0.05), vec(-1.0), vec(1.0), True, hist,
+                                             torch.randn(n, n, generator=g, dtype=torch.float64), delay, False,
+                                             False, keep_spikes=True)
+    grad_current = torch.randn(steps, batch, n, generator=g, dtype=torch.float64)
+    expected = grad_current[delay:].reshape(-1, n).t() @ z[:-delay].reshape(-1, n)
+    assert 0.05 < float(z.mean()) < 0.7
+    torch.testing.assert_close(spikes.weight_grad(grad_current, delay), expected, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("with_v", [True, False])
+@pytest.mark.parametrize("delay", [None, 2])
+def test_inference_without_autograd(monkeypatch, with_v, delay):
+    case = make_case(seed=4, steps=30, batch=3, n=10, delay=delay, bias=True)
+    args = {k: v for k, v in case.items() if k not in ("drive", "v0") + PARAMS}
+    calls = Calls(monkeypatch)
+    outputs = []
+    for disabled in (False, True):
+        with torch.no_grad(), kernels.disabled() if disabled else contextlib.nullcontext():
+            outputs.append(lif_scan(case["drive"], case["v0"], case["a"], case["v_leak"], case["r"], case["v_th"],
+                                    case["v_reset"], zero_reset=True, detach=True, surrogate=FastSigmoid(),
+                                    keep_v=with_v, **args))
+    assert calls.count["lif_forward"] == 1
+    (z_k, v_k), (z_l, v_l) = outputs
+    assert torch.equal(z_k, z_l) and z_k.sum() > 10
+    torch.testing.assert_close(v_k, v_l, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("k_shape", [(), (7,), (4, 7)], ids=["scalar", "per-neuron", "per-sample"])
+def test_linear_scan_kernels_equal_the_loop(monkeypatch, k_shape):
+    g = torch.Generator().manual_seed(1)
+    u = torch.randn(20, 4, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    y0 = torch.randn(4, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    k = (0.5 + 0.4 * torch.rand(k_shape, generator=g, dtype=torch.float64)).requires_grad_()
+    weights = torch.randn(20, 4, 7, generator=g, dtype=torch.float64)
+    calls = Calls(monkeypatch)
+    results = []
+    for disabled in (False, True):
+        with kernels.disabled() if disabled else contextlib.nullcontext():
+            y = linear_scan(u, y0, k)
+            results.append((y.detach(), *torch.autograd.grad((y * weights).sum(), [u, y0, k])))
+    assert calls.count["linear_forward"] == 1 and calls.count["linear_backward"] == 1
+    for kernel, loop in zip(*results):
+        torch.testing.assert_close(kernel, loop, atol=1e-12, rtol=1e-12)
+
+
+def test_wide_feed_forward_steps_keep_the_loops(monkeypatch):
+    """Without a self-projection the kernels run only below KERNEL_MAX_STEP_ELEMENTS entries per step."""
+    n = kernels.KERNEL_MAX_STEP_ELEMENTS // 2
+    assert kernels.pays(1, n, False) and not kernels.pays(2, n, False) and kernels.pays(2, n, True)
+    calls = Calls(monkeypatch)
+    drive = torch.full((3, 2, n), 0.8, dtype=torch.float64, requires_grad=True)
+    one = torch.ones((), dtype=torch.float64)
+    z, _ = lif_scan(drive, torch.zeros(2, n, dtype=torch.float64), 0.9 * one, 0 * one, one, one, 0 * one,
+                    zero_reset=True, detach=True, surrogate=FastSigmoid(), keep_v=False)
+    z.sum().backward()
+    assert calls.count == dict.fromkeys(Calls.NAMES, 0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(steps=st.integers(1, 12), batch=st.integers(1, 4), n=st.integers(1, 9), delay=st.sampled_from([None, 1, 2, 5]),
+       reset=st.sampled_from(["zero", "subtract"]), seed=st.integers(0, 2 ** 16), keep_v=st.booleans())
+def test_property_kernels_equal_the_loops(steps, batch, n, delay, reset, seed, keep_v):
+    """Any shape, including ``T <= delay`` and a single neuron: the same spikes and gradients as the loops."""
+    case_args = dict(seed=seed, steps=steps, batch=batch, n=n, delay=delay, bias=True)
+    run_args = dict(reset=reset, surrogate=FastSigmoid(), keep_v=keep_v, loss_on_v=True)
+    kernel = run_scan(make_case(**case_args), **run_args)
+    with kernels.disabled():
+        loop = run_scan(make_case(**case_args), **run_args)
+    assert torch.equal(kernel["z"], loop["z"])
+    torch.testing.assert_close(kernel["v"], loop["v"], atol=1e-12, rtol=0)
+    for key in kernel:
+        if key.startswith("d") and loop[key] is not None:
+            torch.testing.assert_close(kernel[key], loop[key], atol=1e-9, rtol=1e-9, msg=key)
