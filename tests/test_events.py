@@ -75,6 +75,16 @@ def test_row_events_equal_torch_nonzero(extraction, dtype, rows, cols, binary):
         assert events.vals is not None and torch.equal(events.vals, x[x != 0])
 
 
+def test_row_events_grow_past_the_capacity_of_the_last_call(extraction):
+    """The kernel sizes its buffers from the last call of the same shape; a much denser input must still come out
+    whole (the pass is repeated with room for every entry)."""
+    sparse, dense = _spikes((64, 50), 0.01, 1), _spikes((64, 50), 0.9, 2)
+    for x in (sparse, dense, sparse, torch.ones(64, 50, dtype=torch.float64)):
+        events = row_events(x)
+        assert events.count == int((x != 0).sum())
+        assert torch.equal(torch.stack(_row_major(events), 1), torch.nonzero(x))
+
+
 def test_row_events_special_values(extraction):
     """``-0.0`` is no event (its bits are nonzero: the kernel's block test lets it through, the compare drops it),
     ``NaN`` and ``inf`` are; a 3-d input is read as ``[M, K]``."""

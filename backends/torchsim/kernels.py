@@ -313,12 +313,15 @@ if numba is not None:
         ``NaN`` is one, as in ``torch.nonzero``.
         """
         rows, width = x.shape
+        capacity = cols.shape[0]
         count = 0
         ones = True
         for m in range(rows):
             ptr[m] = count
             xr = x[m]
             br = bits[m]
+            if count + width > capacity:  # the row might not fit: the caller retries with room for every entry
+                return -1, ones
             k = 0
             while k + 8 <= width:
                 acc = br[k]
@@ -505,20 +508,34 @@ def lif_backward_detached(x_all: Tensor, grad_z: Optional[Tensor], grad_v: Optio
 _UINT = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
 
 
+#: Event capacity that :func:`row_events` allocated last per input shape (twice the count it found), so the next
+#: call of the same shape allocates a few MB instead of room for every entry (tens of MB mapped and unmapped per
+#: call, ~0.2 ms each here).
+_EVENT_CAPACITY: dict[tuple[int, int], int] = {}
+
+
 def row_events(x2d: Tensor) -> tuple[Tensor, Tensor, Optional[Tensor]]:
     """The nonzero entries of ``x2d`` ``[M, K]`` (a contiguous CPU float32/float64 tensor) in one pass.
 
     Returns ``(ptr [M+1], cols [|E|], vals [|E|] or None)`` (int64 indices):
     row ``m``'s events are ``cols[ptr[m]:ptr[m+1]]``, ascending, with values
-    ``vals`` (None when every event is exactly 1, as spikes are).  The index buffers are allocated for the worst case (every entry nonzero)
-    and only their first ``|E|`` entries are ever touched (no pages for the rest).
+    ``vals`` (None when every event is exactly 1, as spikes are).  The index
+    buffers are sized from the last call of the same shape (twice its count);
+    when they would overflow, the pass is repeated with room for every entry.
     """
     x_np = _np(x2d)
     rows, width = x_np.shape
     ptr = np.empty(rows + 1, dtype=np.int64)
-    cols = np.empty(x_np.size, dtype=np.int64)
-    vals = np.empty(x_np.size, dtype=x_np.dtype)
-    count, ones = _row_events(x_np, x_np.view(_UINT[x_np.dtype]), ptr, cols, vals)
+    bits = x_np.view(_UINT[x_np.dtype])
+    capacity = min(_EVENT_CAPACITY.get((rows, width), x_np.size), x_np.size)
+    while True:
+        cols = np.empty(capacity, dtype=np.int64)
+        vals = np.empty(capacity, dtype=x_np.dtype)
+        count, ones = _row_events(x_np, bits, ptr, cols, vals)
+        if count >= 0:
+            break
+        capacity = x_np.size
+    _EVENT_CAPACITY[(rows, width)] = max(2 * count, 8 * width)
     return (torch.from_numpy(ptr), torch.from_numpy(cols[:count]),
             None if ones else torch.from_numpy(vals[:count]))
 
