@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from backends.torchsim import ArcTan, FastSigmoid, Triangle
 from backends.torchsim import kernels
+from backends.torchsim.events import RowEvents, row_events
 from backends.torchsim.scan import lif_scan, linear_scan
 
 pytestmark = pytest.mark.skipif(not kernels.enabled(), reason="numba is not installed or NTGRAPH_KERNELS=0")
@@ -156,21 +157,83 @@ def test_a_subclassed_surrogate_keeps_the_loop_backward(monkeypatch):
     assert_agree(kernel, loop)
 
 
-def test_spike_lists_weight_gradient_equals_the_gemm():
-    """``SpikeLists.weight_grad`` = ``sum_{t >= d} (dL/dI_t)^T z_{t-d}`` (the dense GEMM), exactly the same sums."""
-    g = torch.Generator().manual_seed(0)
-    steps, batch, n, delay = 9, 4, 13, 2
+@pytest.mark.parametrize("delay", [1, 3])
+def test_spike_events_of_the_forward_kernel(delay):
+    """The forward kernel's spike list is the events of ``z`` as ``[T*B, n]`` (what ``torch.nonzero`` finds), and
+    the self-projection's weight gradient from it equals the GEMM ``sum_{t >= d} (dL/dI_t)^T z_{t-d}``."""
+    g = torch.Generator().manual_seed(delay)
+    steps, batch, n = 9, 4, 13
     inp = torch.randn(steps, batch, n, generator=g, dtype=torch.float64) + 0.3
     vec = lambda v: np.full(n, v, dtype=np.float64)  # noqa: E731
-    hist = torch.zeros(delay, batch, n, dtype=torch.float64)
-    _, z, _, _, spikes = kernels.lif_forward(inp, torch.zeros(batch, n, dtype=torch.float64), vec(0.9), vec(0.5),
-                                             vec(-0.05), vec(-1.0), vec(1.0), True, hist,
-                                             torch.randn(n, n, generator=g, dtype=torch.float64), delay, False,
-                                             False, keep_spikes=True)
+    hist = (torch.rand(delay, batch, n, generator=g, dtype=torch.float64) < 0.3).double()
+    _, z, _, _, (ptr, cols) = kernels.lif_forward(inp, torch.zeros(batch, n, dtype=torch.float64), vec(0.9),
+                                                  vec(0.5), vec(-0.05), vec(-1.0), vec(1.0), True, hist,
+                                                  torch.randn(n, n, generator=g, dtype=torch.float64) * 0.3, delay,
+                                                  False, False)
+    assert 0.05 < float(z.mean()) < 0.7
+    events = RowEvents(ptr, cols, None, n)
+    counts = ptr[1:] - ptr[:-1]
+    rows = torch.repeat_interleave(torch.arange(steps * batch), counts)
+    assert torch.equal(torch.stack([rows, cols], 1), torch.nonzero(z.reshape(-1, n)))
     grad_current = torch.randn(steps, batch, n, generator=g, dtype=torch.float64)
     expected = grad_current[delay:].reshape(-1, n).t() @ z[:-delay].reshape(-1, n)
-    assert 0.05 < float(z.mean()) < 0.7
-    torch.testing.assert_close(spikes.weight_grad(grad_current, delay), expected, atol=1e-12, rtol=0)
+    got = events.head((steps - delay) * batch).weight_grad(grad_current[delay:].reshape(-1, n))
+    torch.testing.assert_close(got, expected, atol=1e-12, rtol=0)
+
+
+def test_the_spike_list_grows_past_the_capacity_of_the_last_call():
+    """The kernel sizes its spike list from the last call of the same shape; a run with far more spikes restarts
+    with room for every entry and gives the same result as the loops."""
+    n, batch, steps = 8, 3, 10
+    one = torch.ones((), dtype=torch.float64)
+    outs = []
+    for level in (-0.5, 2.0):  # nearly silent, then spiking at every step
+        drive = torch.full((steps, batch, n), level, dtype=torch.float64)
+        runs = []
+        for disabled in (False, True):
+            with torch.no_grad(), kernels.disabled() if disabled else contextlib.nullcontext():
+                runs.append(lif_scan(drive, torch.zeros(batch, n, dtype=torch.float64), 0.5 * one, 0 * one, one,
+                                     one, 0 * one, zero_reset=True, detach=True, surrogate=FastSigmoid())[0])
+        assert torch.equal(runs[0], runs[1])
+        outs.append(runs[0])
+    assert outs[0].sum() == 0 and outs[1].mean() > 0.4
+
+
+def test_a_projection_reads_the_attached_spike_events(monkeypatch):
+    """A narrow projection from a compiled scan's spikes sums from the scan's spike list (no extraction pass, any
+    width) and gives the dense path's values and gradients; an in-place edit of the spikes drops the list."""
+    import ntgraph as ntg
+    from backends.torchsim import events as events_module
+    from backends.torchsim import projections
+
+    g = ntg.Graph("readout", seed=1)
+    g.input("x", 30)
+    g.population("h", ntg.LIF(tau_mem=10e-3, v_th=1.0, reset="zero"), 40)
+    g.population("o", ntg.LI(tau_mem=10e-3), 5)
+    g.dense("x", "h", scale=3.0)
+    g.dense("h", "o", scale=1.0)
+    g.output("y", "o")
+    x = torch.tensor((np.random.default_rng(2).random((40, 30, 30)) < 0.2) * 1.0)
+    extractions = []
+    original = projections.row_events
+    monkeypatch.setattr(projections, "row_events", lambda t, *a: extractions.append(t.shape) or original(t, *a))
+    results = []
+    for mode in ("auto", "dense"):
+        model = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64)
+        projections.set_event_driven(model, mode, threshold=0.5)
+        y = model(x)["y"]
+        (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).reshape(y.shape)).sum().backward()
+        results.append((y.detach(), model.projections["h->o"].weight.grad))
+        if mode == "auto":
+            assert model._proj["h->o"].last_path == "event"
+            assert all(shape[-1] == 30 for shape in extractions)  # only the input was scanned
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-12, rtol=0)
+    torch.testing.assert_close(results[0][1], results[1][1], atol=1e-10, rtol=1e-10)
+    z = torch.zeros(4, 3)
+    events_module.attach_events(z, row_events(z))
+    assert events_module.attached_events(z) is not None
+    z.add_(1.0)
+    assert events_module.attached_events(z) is None
 
 
 @pytest.mark.parametrize("with_v", [True, False])

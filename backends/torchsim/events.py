@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,8 +34,8 @@ from torch import Tensor
 
 from . import kernels
 
-__all__ = ["flat_events", "split_flat", "bag_offsets", "bag_sum", "RowEvents", "row_events", "StepEvents",
-           "event_weight_grad", "EVENT_MIN_STEP_MACS"]
+__all__ = ["flat_events", "split_flat", "bag_offsets", "bag_sum", "RowEvents", "row_events", "attach_events",
+           "attached_events", "StepEvents", "event_weight_grad", "EVENT_MIN_STEP_MACS"]
 
 #: The per-step recurrent product takes the event path only when its dense GEMM has at least this many
 #: multiply-adds (``B * n_pre * n_post``).  Measured here (2026-11-23, 2 threads, 3.5% density), one step of
@@ -106,6 +107,12 @@ class RowEvents:
         """``|E|``."""
         return int(self.cols.shape[0])
 
+    def head(self, rows: int) -> "RowEvents":
+        """The events of the first ``rows`` rows (views, no copy)."""
+        end = int(self.ptr[rows])
+        return RowEvents(self.ptr[:rows + 1], self.cols[:end], None if self.vals is None else self.vals[:end],
+                         self.width)
+
     def product(self, table: Tensor) -> Tensor:
         """``x @ table`` (``table`` ``[K, n_out]``, contiguous): one embedding-bag sum per row, ``[M, n_out]``."""
         return bag_sum(self.cols, table, self.ptr[:-1], self.vals)
@@ -152,6 +159,33 @@ def row_events(x: Tensor, mask: Optional[Tensor] = None) -> RowEvents:
     counts = torch.bincount(rows, minlength=x2d.shape[0]) if rows.numel() else rows.new_zeros(x2d.shape[0])
     ptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
     return RowEvents(ptr, cols, vals, width)
+
+
+_ATTACHED: dict[int, tuple["weakref.ref[Tensor]", int, RowEvents]] = {}
+
+
+def attach_events(x: Tensor, events: RowEvents) -> None:
+    """Remember that ``events`` are the events of ``x`` (as ``[M, K]``), for :func:`attached_events`.
+
+    A scan that lists its spikes while computing them (the compiled LIF
+    forward) attaches the list to its output, so a projection reading the
+    spikes sums from it without an extraction pass.  The entry lives as long
+    as ``x`` and is ignored once ``x`` is modified in place (its version
+    counter moves).
+    """
+    key = id(x)
+    _ATTACHED[key] = (weakref.ref(x, lambda _ref, key=key: _ATTACHED.pop(key, None)), x._version, events)
+
+
+def attached_events(x: Tensor) -> Optional[RowEvents]:
+    """The events attached to ``x`` by :func:`attach_events`, if ``x`` is that tensor, unmodified; else None."""
+    entry = _ATTACHED.get(id(x))
+    if entry is None:
+        return None
+    ref, version, events = entry
+    if ref() is not x or x._version != version:
+        return None
+    return events
 
 
 class StepEvents:

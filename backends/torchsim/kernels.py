@@ -1,43 +1,58 @@
-"""Compiled CPU kernels (numba) for the scans' time loops: the whole loop in one call.
+"""Compiled CPU kernels (numba) for the scans' time loops and the event extraction.
 
 A scan's time loop is inherently sequential, and at the sizes of typical SNN
 training (``[B, n]`` = ``[64, 128]`` per step) each PyTorch operation in the
-loop costs more to dispatch (~3-5 us) than to compute.  The LIF forward needs
-~4 operations per step and its backward ~8, so a 100-step scan spends most of
-its time in Python and dispatch.  These kernels run the same recurrences as
-:mod:`.scan` in one compiled call each, in parallel over the batch (every
-sample's recurrence is independent, the self-projection included), with each
-row's state in cache (the batch is split over ``torch.get_num_threads()``
-Python threads; the kernels release the GIL).  Measured here (2 threads, float32, ``[100, 64, 128]``,
-feed-forward): forward 1.5 ms and backward 1.7 ms against 6.1 and 8.6 ms for
-the per-step PyTorch loops; both are now bound by memory bandwidth.
+loop costs more to dispatch (~3-5 us) than to compute: the LIF forward takes
+~4 operations per step and its backward ~8.  These kernels run the same
+recurrences as :mod:`.scan` in one compiled call (the backward with a
+self-projection: one call per step beside the step's GEMM), with each row's
+state in cache.  Measured in SHD-shaped training steps here (2026-11-23, 2
+threads, float32; ``kernels.disabled()`` against the kernels, same process),
+the LIF scan's forward + backward took 5.2 against 10.9 ms at
+``[100, 64, 128]`` and 39.6 against 76.9 ms with a self-projection at
+``[250, 32, 256]``.
 
-The kernels compute exactly the operations of the PyTorch loops they replace,
-in the same order per element (see each kernel), so they agree with them up to
-rounding: the recurrent product is summed in another order (from the events
-of the binary spikes, see below) and LLVM may contract a multiply-add.
+The kernels compute the operations of the PyTorch loops they replace in the
+same order per element, so they agree with them up to rounding (the recurrent
+product is summed in another order, from the events of the binary spikes, and
+LLVM may contract a multiply-add); ``tests/test_kernels.py`` and
+``tests/test_fast_paths.py`` check them against the loops and the step-by-step
+reference.
 
 * :func:`lif_forward`: the LIF recurrence of :class:`.scan.LIFScan`, with the
   population's delayed self-projection.  Its product ``z_{t-d} W'^T`` is summed
-  from the rows of ``W'^T`` of the nonzero entries of ``z_{t-d}`` only (the
-  spikes are binary and mostly zero), which costs ``O(|z| n)`` per row instead
-  of ``O(n^2)``: event-driven with no extraction at all.
+  from the rows of ``W'^T`` of the neurons that spiked, which the kernel lists
+  as it computes the spikes (``O(|z| n)`` per row instead of ``O(n^2)``, with
+  no extraction pass); the list is returned (the events of the spikes, row by
+  row) for the self-projection's weight gradient and for the projections that
+  read the spikes (:func:`.events.attach_events`).
 * :func:`lif_backward_detached`: the fused backward of a detached reset (the
   backend's default), ``gz_t = dL/dz_t + (dL/dI_{t+d}) W``,
   ``G_t = gz_t psi(x_t) + (dL/dv_t + a G_{t+1})(1 - z_t | 1)``, ``dL/dI_t = G_t (1-a) r``.
-  ``dL/dI`` is dense, so its self-projection term is a dense product per row;
-  :func:`backward_wanted` keeps large self-projections on the PyTorch loop,
-  whose per-step GEMM is faster there.
+  ``dL/dI`` is dense, so its self-projection term stays a torch GEMM per step
+  (the rest of each step is one compiled call).
 * :func:`linear_forward` / :func:`linear_backward`: ``y_t = u_t + k y_{t-1}``
   (LI readouts, synaptic currents) and its adjoint ``g_t = dL/dy_t + k g_{t+1}``.
+* :func:`row_events` / :func:`by_column`: the nonzero entries of a spike
+  matrix, row by row in one pass, and ordered by column with a counting sort
+  (the event-driven input projection, :class:`.events.RowEvents`).
+
+**Threads.**  The kernels run on the calling thread.  Two ways of running them
+on both cores were measured and lost here: numba's OpenMP layer loads a second
+OpenMP runtime beside torch's, and a split of the batch over Python threads
+(the kernels release the GIL) competes with torch's OpenMP worker, which keeps
+spinning for milliseconds after each parallel torch operation; either way the
+kernel took as long as on one thread or longer, and the torch operations
+around it slowed down.  A kernel calling a multi-threaded BLAS inside was
+several-fold slower for the same reason (so the backward's per-step GEMM is
+torch's).
 
 They are used only for CPU tensors of float32 or float64 whose per-neuron
 parameters broadcast to ``[n]``, when numba is installed and the kernels are
 enabled (:func:`enabled`; the environment variable ``NTGRAPH_KERNELS=0`` or
-:func:`disabled` turn them off); otherwise the scans run their PyTorch loops,
-which are also the reference the tests compare the kernels with.  The first
-call of each kernel per dtype compiles it (a few seconds, cached on disk by
-numba next to this file).
+:func:`disabled` turn them off), and where they pay (:func:`pays`);
+otherwise the scans run their PyTorch loops.  The first call of each kernel
+per dtype compiles it (a few seconds, cached on disk by numba next to this file).
 """
 
 from __future__ import annotations
@@ -57,7 +72,7 @@ try:  # numba is a dependency of the torch extra; without it the scans run their
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None
 
-__all__ = ["available", "enabled", "disabled", "pays", "usable", "param_vector", "surrogate_code", "SpikeLists", "lif_forward",
+__all__ = ["available", "enabled", "disabled", "pays", "usable", "param_vector", "surrogate_code", "lif_forward",
            "lif_backward_detached", "linear_forward", "linear_backward", "row_events", "by_column",
            "KERNEL_MAX_STEP_ELEMENTS"]
 
@@ -168,31 +183,35 @@ if numba is not None:
 
     @njit(**_JIT)
     def _lif_forward(inp, s0, a, gain, const, reset, v_th, zero_reset, hist, wt, delay,
-                     x_out, z_out, v_out, s_last, store_x, store_v, idx, cnt):  # pragma: no cover - compiled
-        """See :func:`lif_forward`.
+                     x_out, z_out, v_out, s_last, store_x, store_v, ptr, cols):  # pragma: no cover - compiled
+        """See :func:`lif_forward`; returns the number of spikes, or -1 if ``cols`` is too small (nothing is valid).
 
-        With a self-projection, each row's spikes are kept as index lists
-        (``idx[slot, b, :cnt[slot, b]]``), so the recurrent product adds the
-        rows of ``W'^T`` of the neurons that spiked (``O(|z| n)``, no scan for
-        nonzeros); the steps before ``delay`` read ``hist`` (any values).
-        ``idx`` has ``T`` slots (all steps kept, for the weight gradient) or
-        ``delay`` slots (a ring: slot ``t % delay`` is read, then overwritten).
+        The spikes are appended, as they are computed, to the row-wise event
+        list ``(ptr, cols)`` of ``z`` as a ``[T*B, n]`` matrix (row ``t*B + b``).
+        The self-projection's product for row ``b`` at step ``t`` adds the rows
+        of ``W'^T`` listed for row ``(t - d)*B + b`` (``O(|z| n)`` instead of
+        ``O(n^2)``, no scan for nonzeros); the steps before ``delay`` read
+        ``hist`` (any values).
         """
         steps, rows, n = inp.shape
         recurrent = wt.shape[0] > 0
+        capacity = cols.shape[0]
         s = s0.copy()
-        ring = idx.shape[0]
         scratch = np.empty(n, inp.dtype)
+        count = 0
         for t in range(steps):
+            if count + rows * n > capacity:
+                return -1
             for b in range(rows):
+                ptr[t * rows + b] = count  # first, as the end of row t*B + b - 1 (read below when d*B == 1)
                 row = inp[t, b]
                 x = x_out[t, b] if store_x else scratch  # the pre-reset membrane is computed in place
                 for k in range(n):
                     x[k] = const[k] + row[k] * gain[k]
                 if recurrent and t >= delay:
-                    slot = (t - delay) % ring
-                    for m in range(cnt[slot, b]):
-                        w = wt[idx[slot, b, m]]
+                    m = (t - delay) * rows + b
+                    for e in range(ptr[m], ptr[m + 1]):
+                        w = wt[cols[e]]
                         for k in range(n):
                             x[k] += w[k]
                 elif recurrent:
@@ -214,31 +233,17 @@ if numba is not None:
                         sr[k] = reset[k] if spike else xk
                     else:
                         sr[k] = xk - reset[k] if spike else xk
-                if recurrent and (t + delay < steps or ring == steps):  # the spikes as an index list
-                    slot = t % ring
-                    c = 0
-                    lst = idx[slot, b]
-                    for k in range(n):  # branch-free compaction: always write, advance only past a spike
-                        lst[c] = k
-                        c += zr[k] != 0.0
-                    cnt[slot, b] = c
+                for k in range(n):  # the spikes are rare: a predictable branch beats writing every entry
+                    if zr[k] != 0.0:
+                        cols[count] = k
+                        count += 1
                 if store_v:
                     vr = v_out[t, b]
                     for k in range(n):
                         vr[k] = sr[k] + v_th[k]
+        ptr[steps * rows] = count
         s_last[:] = s
-
-    @njit(**_JIT)
-    def _event_outer(gi, idx, cnt, delay, out):  # pragma: no cover - compiled
-        """``out[i, :] += sum_{t >= d, b} gi[t, b, :]`` over the spikes ``i`` of row ``b`` at step ``t - d``."""
-        steps = gi.shape[0]
-        for t in range(delay, steps):
-            for b in range(gi.shape[1]):
-                g = gi[t, b]
-                for m in range(cnt[t - delay, b]):
-                    row = out[idx[t - delay, b, m]]
-                    for k in range(row.shape[0]):
-                        row[k] += g[k]
+        return count
 
     @njit(inline="always")
     def _backward_step(t, x_all, gz, grad_v, v_from, a, gain, kind, c, zero_reset, gi_out, g, g_out, store_g,
@@ -390,30 +395,15 @@ if numba is not None:
                     out[j] = g[j]
 
 
-class SpikeLists:
-    """The spikes of a scan as per-row index lists: ``idx[t, b, :cnt[t, b]]`` are the neurons that spiked.
-
-    Kept by :func:`lif_forward` (``keep_spikes``) for the weight gradient of the
-    self-projection, :meth:`weight_grad`: ``O(|z| n)`` work instead of the
-    ``O(T B n^2)`` GEMM, with no extraction pass (the forward lists the spikes
-    as it computes them).
-    """
-
-    def __init__(self, idx: np.ndarray, cnt: np.ndarray) -> None:
-        self.idx, self.cnt = idx, cnt
-
-    def weight_grad(self, grad_current: Tensor, delay: int) -> Tensor:
-        """``sum_{t >= d} (dL/dI_t)^T z_{t-d}``, ``[n, n]`` (``grad_current`` = ``dL/dI`` ``[T, B, n]``)."""
-        n_post = grad_current.shape[-1]
-        out = torch.zeros(self.idx.shape[-1], n_post, dtype=grad_current.dtype)  # [n_pre, n_post]
-        _event_outer(_np(grad_current), self.idx, self.cnt, delay, out.numpy())
-        return out.t()
+#: Spike capacity that :func:`lif_forward` allocated last per ``(T, B, n)`` (twice the count it found), so the next
+#: call of the same shape allocates its event list for about what it needs.
+_SPIKE_CAPACITY: dict[tuple[int, int, int], int] = {}
 
 
 def lif_forward(inp: Tensor, v0: Tensor, a: np.ndarray, gain: np.ndarray, const: np.ndarray, reset: np.ndarray,
                 v_th: np.ndarray, zero_reset: bool, hist: Optional[Tensor], weight_t: Optional[Tensor], delay: int,
-                store_x: bool, store_v: bool, keep_spikes: bool = False
-                ) -> tuple[Optional[Tensor], Tensor, Optional[Tensor], Tensor, Optional[SpikeLists]]:
+                store_x: bool, store_v: bool
+                ) -> tuple[Optional[Tensor], Tensor, Optional[Tensor], Tensor, tuple[Tensor, Tensor]]:
     """The LIF recurrence of :class:`.scan.LIFScan` over all steps, on the shifted membrane ``s = v - v_th``::
 
         x_t = (const + I_t*gain) + z_{t-d} W'^T + a*s_{t-1};   z_t = H(x_t);
@@ -422,9 +412,9 @@ def lif_forward(inp: Tensor, v0: Tensor, a: np.ndarray, gain: np.ndarray, const:
     ``inp`` ``[T, B, n]`` is ``I`` (drive plus bias), ``v0`` ``[B, n]``; ``a``, ``gain`` = (1-a) r, ``const`` =
     (1-a)(v_leak - v_th), ``reset`` and ``v_th`` are ``[n]`` arrays; ``weight_t`` is ``W'^T`` ``[n, n]`` (``W' =
     diag(gain) W``) with ``hist`` ``[d, B, n]`` (the spikes before step 0), or both None.  Returns ``(x or None,
-    z, v or None, v_T [1, B, n], spikes or None)`` with ``v_t = s_t + v_th``; ``x`` and ``v`` are ``[T, B, n]``
-    when stored; ``spikes`` (:class:`SpikeLists`, with a self-projection and ``keep_spikes``) for its weight
-    gradient.
+    z, v or None, v_T [1, B, n], (ptr, cols))`` with ``v_t = s_t + v_th``; ``x`` and ``v`` are ``[T, B, n]``
+    when stored; ``(ptr, cols)`` are the events of ``z`` as a ``[T*B, n]`` matrix, row by row (int64; the
+    spikes, listed as they were computed: see :class:`.events.RowEvents`).
     """
     steps, batch, n = inp.shape
     dtype = inp.dtype
@@ -434,20 +424,24 @@ def lif_forward(inp: Tensor, v0: Tensor, a: np.ndarray, gain: np.ndarray, const:
     v = torch.empty(steps, batch, n, dtype=dtype) if store_v else torch.empty(0, 0, 0, dtype=dtype)
     s_last = torch.empty(batch, n, dtype=dtype)
     s0 = (v0.detach().expand(batch, n) - torch.from_numpy(v_th)).contiguous()
-    recurrent = weight_t is not None
-    if recurrent:
+    if weight_t is not None:
         wt_np, hist_np = _np(weight_t), _np(hist)
-        slots = steps if keep_spikes else max(delay, 1)
-        idx = np.empty((slots, batch, n), dtype=np.int32)
-        cnt = np.zeros((slots, batch), dtype=np.int64)
     else:
         wt_np, hist_np = np.empty((0, n), dtype=inp_np.dtype), np.empty((0, batch, n), dtype=inp_np.dtype)
-        idx, cnt = np.empty((1, 0, 0), dtype=np.int32), np.empty((1, 0), dtype=np.int64)
-    _lif_forward(inp_np, s0.numpy(), a, gain, const, reset, v_th, zero_reset, hist_np, wt_np, delay,
-                 x.numpy(), z.numpy(), v.numpy(), s_last.numpy(), store_x, store_v, idx, cnt)
+    ptr = np.empty(steps * batch + 1, dtype=np.int64)
+    full = steps * batch * n
+    capacity = min(_SPIKE_CAPACITY.get((steps, batch, n), full), full)
+    while True:
+        cols = np.empty(capacity, dtype=np.int64)  # pages are touched only as far as the spikes reach
+        count = _lif_forward(inp_np, s0.numpy(), a, gain, const, reset, v_th, zero_reset, hist_np, wt_np, delay,
+                             x.numpy(), z.numpy(), v.numpy(), s_last.numpy(), store_x, store_v, ptr, cols)
+        if count >= 0:
+            break
+        capacity = full
+    _SPIKE_CAPACITY[(steps, batch, n)] = max(2 * count, batch * n)
     v_last = (s_last + torch.from_numpy(v_th)).unsqueeze(0)
-    spikes = SpikeLists(idx, cnt) if recurrent and keep_spikes else None
-    return (x if store_x else None), z, (v if store_v else None), v_last, spikes
+    return (x if store_x else None), z, (v if store_v else None), v_last, (torch.from_numpy(ptr),
+                                                                            torch.from_numpy(cols[:count]))
 
 
 def lif_backward_detached(x_all: Tensor, grad_z: Optional[Tensor], grad_v: Optional[Tensor],

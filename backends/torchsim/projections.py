@@ -51,7 +51,7 @@ from ntgraph.constraints import ResolvedConstraints, project_weights
 from ntgraph.errors import ValidationError
 from ntgraph.ir import Dense, Projection, Sparse
 
-from .events import RowEvents, row_events
+from .events import RowEvents, attached_events, row_events
 
 __all__ = ["ProjectionModule", "DenseProjection", "SparseProjection", "OneToOneProjection", "SparseMatmul",
            "EventMatmul", "event_linear", "set_event_driven", "EVENT_DENSITY_THRESHOLD", "EVENT_MIN_ROWS",
@@ -202,10 +202,12 @@ class DenseProjection(ProjectionModule):
         """Whether ``x`` goes through the event-driven path (measures its density in ``auto`` mode)."""
         return self._route(x)[0]
 
-    def _route(self, x: Tensor) -> tuple[bool, Optional[Tensor]]:
+    def _route(self, x: Tensor) -> tuple[bool, Optional[RowEvents]]:
         """(event path?, the events of ``x`` (:class:`~backends.torchsim.events.RowEvents`) if the density check
         extracted them).
 
+        Events attached to ``x`` by the scan that computed it (:func:`~backends.torchsim.events.attached_events`)
+        are used as they are, whatever the projection's width (there is no extraction to repay).
         In ``auto`` mode the density ``rho = |E| / x.numel()`` (``E``: nonzero entries) is measured only
         for inputs of at least :data:`EVENT_MIN_ROWS` rows into at least ``event_min_outputs`` outputs; it
         is taken from the extracted events themselves (one pass over ``x``), unless the last measured
@@ -214,6 +216,13 @@ class DenseProjection(ProjectionModule):
         if self.event_mode == "dense" or x.dtype not in (torch.float32, torch.float64):
             return False, None
         rows = x.numel() // max(x.shape[-1], 1)
+        known = attached_events(x)
+        if known is not None:  # listed by the scan that computed x: no extraction pass, so any width pays
+            density = known.count / max(x.numel(), 1)
+            self.last_density = density
+            use = self.event_mode == "event" or (rows >= EVENT_MIN_ROWS and 0.0 < self.event_threshold and
+                                                 density <= self.event_threshold)
+            return use, known if use else None
         if self.event_mode == "event":
             return True, None
         if rows < EVENT_MIN_ROWS or x.numel() == 0 or self.event_threshold <= 0.0:

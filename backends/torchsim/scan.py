@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import kernels
-from .events import StepEvents, event_weight_grad
+from .events import RowEvents, StepEvents, attach_events, event_weight_grad
 
 __all__ = ["LIFScan", "LinearScan", "ALIFScan", "lif_scan", "linear_scan", "alif_scan", "step_threads"]
 
@@ -116,12 +116,12 @@ class LIFScan(torch.autograd.Function):
         w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
         vectors = _kernel_vectors(batch, n, recurrent, drive, v0, hist, weight, a=a, gain=gain, const=const,
                                   v_th=v_th, reset=(v_reset - v_th) if zero_reset else v_th)
-        step_events = spike_lists = None
+        step_events = spikes = None
         if vectors is not None:  # the whole loop in one compiled call
-            keep_spikes = ctx is not None and recurrent and ctx.needs_input_grad[8]
-            x_all, z_all, v_all, v_last, spike_lists = kernels.lif_forward(
+            x_all, z_all, v_all, v_last, (ptr, cols) = kernels.lif_forward(
                 inp, v0, vectors["a"], vectors["gain"], vectors["const"], vectors["reset"], vectors["v_th"],
-                zero_reset, hist, w_scaled_t, delay, True, store_v, keep_spikes)
+                zero_reset, hist, w_scaled_t, delay, True, store_v)
+            spikes = RowEvents(ptr, cols, None, n)
             v_all = v_all if store_v else v_last
         else:
             x_all, z_all, v_all, step_events = _lif_forward_loop(inp, v0, a, gain, const, v_th, v_reset, hist,
@@ -130,10 +130,13 @@ class LIFScan(torch.autograd.Function):
         if ctx is not None:
             ctx.set_materialize_grads(False)
             ctx.zero_reset, ctx.detach, ctx.surrogate, ctx.delay = zero_reset, detach, surrogate, delay
-            ctx.recurrent, ctx.step_events, ctx.spike_lists = recurrent, step_events, spike_lists
+            ctx.recurrent, ctx.step_events = recurrent, step_events
+            ctx.spikes = spikes if recurrent and ctx.needs_input_grad[8] else None
             ctx.save_for_backward(x_all, z_all, v_all if need_params or not detach else None,
                                   v0 if need_params else None, drive if any(ctx.needs_input_grad[2:5]) else None,
                                   hist, weight, bias, a, v_leak, r, v_th, v_reset)
+        if spikes is not None:
+            attach_events(z_all, spikes)  # for the projections that read these spikes (no extraction pass)
         return z_all, v_all
 
     @staticmethod
@@ -182,7 +185,7 @@ class LIFScan(torch.autograd.Function):
         grad_hist = grad_w = grad_b = None
         if recurrent:
             grad_hist, grad_w = self_projection_grads(gi_all, z_all, hist, weight, delay, needs[7], needs[8],
-                                                      ctx.step_events, ctx.spike_lists)
+                                                      ctx.step_events, ctx.spikes)
         if bias is not None and needs[9]:
             grad_b = gi_all.reshape(-1, n).sum(0)
         grad_a = grad_leak = grad_r = None
@@ -329,7 +332,7 @@ def _add_recurrent_input(t: int, delay: int, hist: Tensor, z_rows: Sequence[Tens
 
 def self_projection_grads(gi_all: Tensor, z_all: Tensor, hist: Tensor, weight: Tensor, delay: int,
                           needs_hist: bool, needs_w: bool, step_events: Optional[StepEvents] = None,
-                          spike_lists: Optional["kernels.SpikeLists"] = None
+                          spikes: Optional[RowEvents] = None
                           ) -> tuple[Optional[Tensor], Optional[Tensor]]:
     """``(dL/dhist, dL/dW)`` of a scan's own projection ``I_t += W z_{t-d}`` (each None unless needed).
 
@@ -343,18 +346,18 @@ def self_projection_grads(gi_all: Tensor, z_all: Tensor, hist: Tensor, weight: T
         grad_hist = torch.stack([gi_all[j] @ weight if j < steps else torch.zeros_like(hist[j])
                                  for j in range(delay)])
     if needs_w:
-        grad_w = _recurrent_weight_grad(gi_all, z_all, hist, delay, step_events, spike_lists)
+        grad_w = _recurrent_weight_grad(gi_all, z_all, hist, delay, step_events, spikes)
     return grad_hist, grad_w
 
 
 def _recurrent_weight_grad(gi_all: Tensor, z_all: Tensor, hist: Tensor, delay: int,
                            step_events: Optional[StepEvents],
-                           spike_lists: Optional["kernels.SpikeLists"] = None) -> Tensor:
+                           spikes: Optional[RowEvents] = None) -> Tensor:
     """``dL/dW = sum_t (dL/dI_t)^T z_{t-d}`` (``hist`` before step 0), ``[n, n]``.
 
     The steps that read the scan's own outputs (``t >= d``) are summed from
     the compiled forward's spike lists when it kept them
-    (:meth:`.kernels.SpikeLists.weight_grad`), or from the events recorded by
+    (``spikes``, :meth:`~.events.RowEvents.weight_grad`), or from the events recorded by
     the PyTorch loop (:func:`~.events.event_weight_grad`) when they were
     recorded for all those steps and their density is at most the threshold;
     otherwise one GEMM over all those steps.  No ``[T, B, n]`` copy of the
@@ -364,8 +367,8 @@ def _recurrent_weight_grad(gi_all: Tensor, z_all: Tensor, hist: Tensor, delay: i
     n_pre = z_all.shape[-1]
     head = min(delay, steps)
     grad_w = gi_all[:head].reshape(-1, n).t() @ hist[:head].reshape(-1, n_pre)
-    if steps > delay and spike_lists is not None:
-        return grad_w + spike_lists.weight_grad(gi_all, delay)
+    if steps > delay and spikes is not None:
+        return grad_w + spikes.head((steps - delay) * batch).weight_grad(gi_all[delay:].reshape(-1, n))
     if steps > delay:
         grad_out = gi_all[delay:].reshape(-1, n)
         found = None
@@ -578,9 +581,10 @@ def _lif_forward_nograd(drive: Tensor, v0: Tensor, a: Tensor, v_leak: Tensor, r:
                               reset=(v_reset - v_th) if zero_reset else v_th)
     if vectors is not None:  # the whole loop in one compiled call
         w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
-        _, z_all, v_all, v_last, _ = kernels.lif_forward(inp, v0, vectors["a"], vectors["gain"], vectors["const"],
-                                                         vectors["reset"], vectors["v_th"], zero_reset, hist,
-                                                         w_scaled_t, delay, False, keep_v)
+        _, z_all, v_all, v_last, (ptr, cols) = kernels.lif_forward(inp, v0, vectors["a"], vectors["gain"],
+                                                                   vectors["const"], vectors["reset"], vectors["v_th"],
+                                                                   zero_reset, hist, w_scaled_t, delay, False, keep_v)
+        attach_events(z_all, RowEvents(ptr, cols, None, n))
         return z_all, (v_all if keep_v else v_last)
     # C for all steps at once (one vectorised pass; LIFScan.forward computes C_t per step into x to save a
     # [T, B, n] buffer), into the memory of a temporary of ours (or one given away by the caller) if there is one
