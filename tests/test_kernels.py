@@ -300,3 +300,21 @@ def test_property_kernels_equal_the_loops(steps, batch, n, delay, reset, seed, k
     for key in kernel:
         if key.startswith("d") and loop[key] is not None:
             torch.testing.assert_close(kernel[key], loop[key], atol=1e-9, rtol=1e-9, msg=key)
+
+
+@pytest.mark.slow
+def test_kernels_stay_in_bounds(tmp_path):
+    """The kernels run with ``boundscheck=False``; rerun their tests (and the event tests) with numba's bounds
+    checks forced on, in a fresh process with its own cache: an out-of-bounds access raises instead of reading
+    or writing memory it must not (this found a read of a not-yet-written row offset)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
+                             "tests/test_kernels.py", "tests/test_events.py"],
+                            cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -28,6 +28,11 @@ GEMM over all steps), ``dL/db``, ``dL/dD = dL/dI`` and the parameter gradients
 ``dL/da = sum G*(v_{t-1} - v_leak - r*I)``, ``dL/dv_leak = sum G*(1-a)``,
 ``dL/dr = sum G*(1-a)*I``, ``dL/dv_th = -sum gz'*psi (- sum gv*z for a
 non-detached subtract reset)``, ``dL/dv_reset = sum gv*z`` (zero reset).
+
+On the CPU the time loops of the LIF forward, its detached backward and the
+linear scans run as compiled kernels (:mod:`.kernels`, numba) where they pay;
+the PyTorch loops here are the fallback (CUDA, other surrogates, kernels off)
+and the reference the kernels are tested against.
 """
 
 from __future__ import annotations
