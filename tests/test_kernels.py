@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from backends.torchsim import ArcTan, FastSigmoid, Triangle
 from backends.torchsim import kernels
 from backends.torchsim.events import RowEvents, row_events
-from backends.torchsim.scan import lif_scan, linear_scan
+from backends.torchsim.scan import alif_scan, lif_scan, linear_scan
 
 pytestmark = pytest.mark.skipif(not kernels.enabled(), reason="numba is not installed or NTGRAPH_KERNELS=0")
 
@@ -33,7 +33,8 @@ PARAMS = ("a", "v_leak", "r", "v_th", "v_reset")
 class Calls:
     """Counts the calls of the kernels' entry points (monkeypatched)."""
 
-    NAMES = ("lif_forward", "lif_backward_detached", "linear_forward", "linear_backward")
+    NAMES = ("lif_forward", "lif_backward_detached", "alif_forward", "alif_backward_detached", "linear_forward",
+             "linear_backward")
 
     def __init__(self, monkeypatch) -> None:
         self.count = dict.fromkeys(self.NAMES, 0)
@@ -252,6 +253,66 @@ def test_inference_without_autograd(monkeypatch, with_v, delay):
     (z_k, v_k), (z_l, v_l) = outputs
     assert torch.equal(z_k, z_l) and z_k.sum() > 10
     torch.testing.assert_close(v_k, v_l, atol=1e-12, rtol=0)
+
+
+def run_alif(seed: int, *, reset: str, surrogate, delay: Optional[int], detach: bool = True) -> dict:
+    """Spikes, membranes, adaptation and every input gradient of one ALIF scan at float64."""
+    from types import SimpleNamespace
+
+    g = torch.Generator().manual_seed(seed)
+    steps, batch, n = 30, 4, 11
+    f64 = dict(dtype=torch.float64)
+    leaves = {"drive": (torch.randn(steps, batch, n, generator=g, **f64) * 0.8 + 0.5).requires_grad_(),
+              "v0": (torch.rand(batch, n, generator=g, **f64) * 0.3).requires_grad_(),
+              "adapt0": (torch.rand(batch, n, generator=g, **f64) * 0.2).requires_grad_()}
+    c = SimpleNamespace(a=torch.linspace(0.7, 0.95, n, **f64), rho=torch.linspace(0.9, 0.99, n, **f64),
+                        beta=torch.linspace(0.2, 1.5, n, **f64), v_th=torch.full((n,), 0.5, **f64),
+                        v_leak=torch.full((n,), 0.05, **f64), v_reset=torch.full((n,), -0.1, **f64),
+                        r=torch.full((n,), 2.0, **f64))
+    extra = {}
+    if delay is not None:
+        leaves["weight"] = (torch.randn(n, n, generator=g, **f64) * 0.4).requires_grad_()
+        leaves["hist"] = (torch.rand(delay, batch, n, generator=g, **f64) < 0.3).double().requires_grad_()
+        leaves["bias"] = (torch.randn(n, generator=g, **f64) * 0.05).requires_grad_()
+        extra = dict(weight=leaves["weight"], hist=leaves["hist"], bias=leaves["bias"], delay=delay)
+    z, v, ad = alif_scan(leaves["drive"], leaves["v0"], leaves["adapt0"], c, zero_reset=reset == "zero",
+                         detach=detach, surrogate=surrogate, **extra)
+    weights = [torch.linspace(-1.0, 1.0, t.numel(), **f64).reshape(t.shape) * s for t, s in ((z, 1.0), (v, 0.3),
+                                                                                         (ad, -0.2))]
+    loss = sum((t * w).sum() for t, w in zip((z, v, ad), weights))
+    grads = torch.autograd.grad(loss, list(leaves.values()))
+    return {"z": z.detach(), "v": v.detach(), "ad": ad.detach(), **{f"d{k}": g for k, g in zip(leaves, grads)}}
+
+
+@pytest.mark.parametrize("surrogate", [FastSigmoid(), ArcTan(), Triangle()], ids=["fast_sigmoid", "arctan", "triangle"])
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+@pytest.mark.parametrize("delay", [None, 1, 2], ids=["feed-forward", "delay1", "delay2"])
+def test_alif_kernels_equal_the_loops(monkeypatch, surrogate, reset, delay):
+    """The compiled ALIF forward (event-driven recurrence, spike lists) and detached backward against the loops:
+    identical spikes, states within 1e-12, every gradient (drive, initial state and adaptation, weight, history,
+    bias) within 1e-9."""
+    calls = Calls(monkeypatch)
+    kernel = run_alif(7, reset=reset, surrogate=surrogate, delay=delay)
+    assert calls.count["alif_forward"] == 1 and calls.count["alif_backward_detached"] == 1
+    with kernels.disabled():
+        loop = run_alif(7, reset=reset, surrogate=surrogate, delay=delay)
+    assert torch.equal(kernel["z"], loop["z"]) and 0.02 < float(loop["z"].mean()) < 0.6
+    for key in kernel:
+        if key != "z":
+            torch.testing.assert_close(kernel[key], loop[key], atol=1e-9 if key.startswith("d") else 1e-12,
+                                       rtol=1e-9 if key.startswith("d") else 0, msg=key)
+
+
+def test_alif_attached_reset_keeps_the_loop_backward(monkeypatch):
+    """Without ``detach_reset`` the ALIF backward runs the loops (after the compiled forward); same values."""
+    calls = Calls(monkeypatch)
+    kernel = run_alif(3, reset="subtract", surrogate=FastSigmoid(), delay=1, detach=False)
+    assert calls.count["alif_forward"] == 1 and calls.count["alif_backward_detached"] == 0
+    with kernels.disabled():
+        loop = run_alif(3, reset="subtract", surrogate=FastSigmoid(), delay=1, detach=False)
+    assert torch.equal(kernel["z"], loop["z"])
+    for key in kernel:
+        torch.testing.assert_close(kernel[key], loop[key], atol=1e-9, rtol=1e-9, msg=key)
 
 
 @pytest.mark.parametrize("k_shape", [(), (7,), (4, 7)], ids=["scalar", "per-neuron", "per-sample"])

@@ -31,6 +31,10 @@ reference.
   ``G_t = gz_t psi(x_t) + (dL/dv_t + a G_{t+1})(1 - z_t | 1)``, ``dL/dI_t = G_t (1-a) r``.
   ``dL/dI`` is dense, so its self-projection term stays a torch GEMM per step
   (the rest of each step is one compiled call).
+* :func:`alif_forward` / :func:`alif_backward_detached`: the same for the ALIF
+  scan (adaptive threshold; the backward carries the adaptation's adjoint).
+  A recurrent ALIF training step at ``[100, 64, 128]`` took 39.9 against
+  127.6 ms on the loops (feed-forward 26.3 against 42.6 ms).
 * :func:`linear_forward` / :func:`linear_backward`: ``y_t = u_t + k y_{t-1}``
   (LI readouts, synaptic currents) and its adjoint ``g_t = dL/dy_t + k g_{t+1}``.
 * :func:`row_events` / :func:`by_column`: the nonzero entries of a spike
@@ -73,8 +77,8 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None
 
 __all__ = ["available", "enabled", "disabled", "pays", "usable", "param_vector", "surrogate_code", "lif_forward",
-           "lif_backward_detached", "linear_forward", "linear_backward", "row_events", "by_column",
-           "KERNEL_MAX_STEP_ELEMENTS"]
+           "lif_backward_detached", "alif_forward", "alif_backward_detached", "linear_forward", "linear_backward",
+           "row_events", "by_column", "KERNEL_MAX_STEP_ELEMENTS"]
 
 #: The scans without a self-projection use the kernels only while a step's ``[B, n]`` has fewer entries than this
 #: (torch's parallel grain for elementwise operations, 32768): below it the PyTorch loop's operations run on one
@@ -244,6 +248,116 @@ if numba is not None:
         ptr[steps * rows] = count
         s_last[:] = s
         return count
+
+    @njit(**_JIT)
+    def _alif_forward(drive, v0, adapt0, a, one_minus_a, rho, beta, v_th, v_leak, v_reset, r, zero_reset, hist, wt,
+                      bias, delay, x_out, z_out, v_out, ad_out, ptr, cols):  # pragma: no cover - compiled
+        """See :func:`alif_forward`; returns the number of spikes, or -1 if ``cols`` is too small.
+
+        The spikes are listed as in :func:`_lif_forward` (row ``t*B + b`` of
+        ``z`` as ``[T*B, n]``), and the self-projection's product for a row
+        sums the rows of ``W^T`` of the neurons listed ``d`` steps before.
+        """
+        steps, rows, n = drive.shape
+        recurrent = wt.shape[0] > 0
+        capacity = cols.shape[0]
+        cur = np.empty(n, drive.dtype)
+        count = 0
+        for t in range(steps):
+            if count + rows * n > capacity:
+                return -1
+            for b in range(rows):
+                ptr[t * rows + b] = count  # first, as the end of row t*B + b - 1 (read below when d*B == 1)
+                row = drive[t, b]
+                if recurrent:
+                    for k in range(n):
+                        cur[k] = 0.0
+                    if t >= delay:
+                        m = (t - delay) * rows + b
+                        for e in range(ptr[m], ptr[m + 1]):
+                            w = wt[cols[e]]
+                            for k in range(n):
+                                cur[k] += w[k]
+                    else:
+                        pre = hist[t, b]
+                        for i in range(pre.shape[0]):
+                            p = pre[i]
+                            if p != 0.0:
+                                w = wt[i]
+                                for k in range(n):
+                                    cur[k] += p * w[k]
+                    for k in range(n):  # D_t + (W z_{t-d} + b), the loop's order
+                        cur[k] = row[k] + (cur[k] + bias[k])
+                else:
+                    for k in range(n):
+                        cur[k] = row[k]
+                v_prev = v_out[t - 1, b] if t > 0 else v0[b]
+                ad_prev = ad_out[t - 1, b] if t > 0 else adapt0[b]
+                xr = x_out[t, b]
+                zr = z_out[t, b]
+                vr = v_out[t, b]
+                adr = ad_out[t, b]
+                for k in range(n):  # branch-free (selects), so LLVM vectorizes it
+                    v1 = a[k] * v_prev[k] + one_minus_a[k] * (v_leak[k] + r[k] * cur[k])
+                    xk = v1 - (v_th[k] + beta[k] * ad_prev[k])
+                    spike = xk > 0.0
+                    zk = 1.0 if spike else 0.0
+                    xr[k] = xk
+                    zr[k] = zk
+                    if zero_reset:
+                        vr[k] = v_reset[k] if spike else v1
+                    else:
+                        vr[k] = xk if spike else v1
+                    adr[k] = rho[k] * ad_prev[k] + zk
+                for k in range(n):  # the spikes are rare: a predictable branch beats writing every entry
+                    if zr[k] != 0.0:
+                        cols[count] = k
+                        count += 1
+        ptr[steps * rows] = count
+        return count
+
+    @njit(**_JIT)
+    def _alif_backward_one(t, x_all, gz, grad_v, grad_ad, a, rho, beta, gain, kind, c, zero_reset, gi_out, g, h,
+                           q):  # pragma: no cover - compiled
+        """Step ``t`` of the detached ALIF backward, given ``gz`` = ``dL/dz_t + (dL/dI_{t+d}) W`` ``[B, n]``::
+
+            gv = dL/dv_t + a G_{t+1};   h_t = dL/dA_t + rho h_{t+1} + beta q_{t+1};   gz += h_t
+            G_t = gv (1 - z_t | 1) + gz psi(x_t);   q_t = -gz psi(x_t);   dL/dI_t = G_t gain
+
+        ``g``, ``h`` and ``q`` hold step ``t+1``'s values on entry (zeros after
+        the last step) and step ``t``'s on exit; the spikes are ``x > 0``.
+        """
+        rows, n = gz.shape
+        has_v = grad_v.shape[0] > 0
+        has_ad = grad_ad.shape[0] > 0
+        for b in range(rows):
+            xr = x_all[t, b]
+            gzr = gz[b]
+            gr = g[b]
+            hr = h[b]
+            qr = q[b]
+            gir = gi_out[t, b]
+            for k in range(n):
+                gv = a[k] * gr[k]
+                if has_v:
+                    gv = grad_v[t, b, k] + gv
+                if has_ad:  # the loop's order: dL/dA + rho h + beta q
+                    hk = (grad_ad[t, b, k] + rho[k] * hr[k]) + beta[k] * qr[k]
+                else:
+                    hk = rho[k] * hr[k] + beta[k] * qr[k]
+                gzk = gzr[k] + hk
+                if kind == 1:  # the loop's FastSigmoid.derivative: 1 / (1 + slope |x|)^2
+                    d = c[0] + abs(xr[k]) * c[1]
+                    gzp = gzk * (c[0] / (d * d))
+                else:
+                    gzp = gzk * _psi(kind, xr[k], c)
+                if zero_reset:
+                    gv = gv - gv if xr[k] > 0.0 else gv  # gv*(1 - z): exactly 0 at a spike
+                gk = gv + gzp
+                gr[k] = gk
+                hr[k] = hk
+                qr[k] = -gzp
+                gir[k] = gk * gain[k]
 
     @njit(inline="always")
     def _backward_step(t, x_all, gz, grad_v, v_from, a, gain, kind, c, zero_reset, gi_out, g, g_out, store_g,
@@ -497,6 +611,84 @@ def lif_backward_detached(x_all: Tensor, grad_z: Optional[Tensor], grad_v: Optio
         _lif_backward_one(t, x_np, gz_buf_np, gv_np, v_from, a, gain, code[0], consts, zero_reset, gi_np, g_all_np,
                           store_g, g_np, gv_tmp)
     return (g_all if store_g else None), gi, g
+
+
+def alif_forward(drive: Tensor, v0: Tensor, adapt0: Tensor, params: dict[str, np.ndarray], zero_reset: bool,
+                 hist: Optional[Tensor], weight: Optional[Tensor], bias: Optional[Tensor], delay: int
+                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, tuple[Tensor, Tensor]]:
+    """The ALIF recurrence of :class:`.scan.ALIFScan` over all steps (``A``: the adaptation)::
+
+        I_t = D_t + (W z_{t-d} + b);   v1_t = a v_{t-1} + (1-a)(v_leak + r I_t);   x_t = v1_t - (v_th + beta A_{t-1})
+        z_t = H(x_t);   v_t = v_reset | x_t if z_t else v1_t;   A_t = rho A_{t-1} + z_t
+
+    ``params``: ``[n]`` arrays ``a``, ``one_minus_a``, ``rho``, ``beta``, ``v_th``, ``v_leak``, ``v_reset``,
+    ``r``; ``weight`` ``W`` ``[n, n]`` with ``hist`` ``[d, B, n]`` and ``bias`` (or zeros), or None.  Returns
+    ``(x, z, v, A, (ptr, cols))``, each ``[T, B, n]``, with the spikes' row-wise events as :func:`lif_forward`.
+    """
+    steps, batch, n = drive.shape
+    dtype = drive.dtype
+    drive_np = _np(drive)
+    x, z, v, ad = (torch.empty(steps, batch, n, dtype=dtype) for _ in range(4))
+    v0_np = _np(v0.detach().expand(batch, n))
+    ad0_np = _np(adapt0.detach().expand(batch, n))
+    if weight is not None:
+        wt_np, hist_np = _np(weight.detach().t()), _np(hist)
+        bias_np = _np(bias) if bias is not None else np.zeros(n, dtype=drive_np.dtype)
+    else:
+        wt_np, hist_np = np.empty((0, n), dtype=drive_np.dtype), np.empty((0, batch, n), dtype=drive_np.dtype)
+        bias_np = np.zeros(n, dtype=drive_np.dtype)
+    ptr = np.empty(steps * batch + 1, dtype=np.int64)
+    full = steps * batch * n
+    capacity = min(_SPIKE_CAPACITY.get((steps, batch, n), full), full)
+    p = params
+    while True:
+        cols = np.empty(capacity, dtype=np.int64)
+        count = _alif_forward(drive_np, v0_np, ad0_np, p["a"], p["one_minus_a"], p["rho"], p["beta"], p["v_th"],
+                              p["v_leak"], p["v_reset"], p["r"], zero_reset, hist_np, wt_np, bias_np, delay,
+                              x.numpy(), z.numpy(), v.numpy(), ad.numpy(), ptr, cols)
+        if count >= 0:
+            break
+        capacity = full
+    _SPIKE_CAPACITY[(steps, batch, n)] = max(2 * count, batch * n)
+    return x, z, v, ad, (torch.from_numpy(ptr), torch.from_numpy(cols[:count]))
+
+
+def alif_backward_detached(x_all: Tensor, grad_z: Optional[Tensor], grad_v: Optional[Tensor],
+                           grad_ad: Optional[Tensor], params: dict[str, np.ndarray], code: tuple[int, float, float],
+                           zero_reset: bool, weight: Optional[Tensor], delay: int
+                           ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The detached-reset ALIF backward (:meth:`.scan.ALIFScan.backward`'s loop), one compiled call per step.
+
+    Each step's ``gz = dL/dz_t + (dL/dI_{t+d}) W`` is one torch GEMM (``addmm``, on torch's threads; a copy
+    without a self-projection) and the rest of the step (:func:`_alif_backward_one`) one compiled call.
+    ``params``: ``[n]`` arrays ``a``, ``rho``, ``beta``, ``gain`` = (1-a) r.  Returns ``(dL/dI [T, B, n], G_0,
+    h_0, q_0)`` (each ``[B, n]`` but the first): ``dL/dv0 = a G_0`` and ``dL/dA0 = rho h_0 + beta q_0``.
+    """
+    steps, batch, n = x_all.shape
+    dtype = x_all.dtype
+    np_dtype = params["a"].dtype
+    gi = torch.empty(steps, batch, n, dtype=dtype)
+    g, h, q = (torch.zeros(batch, n, dtype=dtype) for _ in range(3))
+    gz = torch.zeros(batch, n, dtype=dtype)
+    empty = np.empty((0, batch, n), dtype=np_dtype)
+    gv_np = _np(grad_v) if grad_v is not None else empty
+    gad_np = _np(grad_ad) if grad_ad is not None else empty
+    x_np, gi_np, gz_np, g_np, h_np, q_np = _np(x_all), gi.numpy(), gz.numpy(), g.numpy(), h.numpy(), q.numpy()
+    consts = _constants(code, np_dtype)
+    w = weight.detach() if weight is not None else None
+    grad_z_rows = grad_z.detach().unbind(0) if grad_z is not None else None
+    gi_rows = gi.unbind(0)
+    for t in range(steps - 1, -1, -1):
+        if w is not None and t + delay < steps:
+            if grad_z_rows is not None:
+                torch.addmm(grad_z_rows[t], gi_rows[t + delay], w, out=gz)
+            else:
+                torch.mm(gi_rows[t + delay], w, out=gz)
+        elif grad_z_rows is not None:
+            gz.copy_(grad_z_rows[t])
+        _alif_backward_one(t, x_np, gz_np, gv_np, gad_np, params["a"], params["rho"], params["beta"],
+                           params["gain"], code[0], consts, zero_reset, gi_np, g_np, h_np, q_np)
+    return gi, g, h, q
 
 
 _UINT = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}

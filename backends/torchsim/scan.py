@@ -722,6 +722,38 @@ class ALIFScan(torch.autograd.Function):
                 surrogate: Any, events: Optional[tuple[str, float]] = None) -> tuple[Tensor, Tensor, Tensor]:
         steps, batch, n = drive.shape
         recurrent = weight is not None
+        vectors = _kernel_vectors(batch, n, recurrent, drive, v0, adapt0, hist, weight, bias, a=a,
+                                  one_minus_a=1.0 - a, rho=rho, beta=beta, v_th=v_th, v_leak=v_leak,
+                                  v_reset=v_reset, r=r)
+        if vectors is not None:  # the whole loop in one compiled call
+            x_all, z_all, v_all, ad_all, (ptr, cols) = kernels.alif_forward(drive, v0, adapt0, vectors, zero_reset,
+                                                                            hist, weight, bias, delay)
+            spikes = RowEvents(ptr, cols, None, n)
+            attach_events(z_all, spikes)  # for the projections that read these spikes (no extraction pass)
+            step_events = None
+        else:
+            x_all, z_all, v_all, ad_all, step_events = ALIFScan._forward_loop(
+                drive, v0, adapt0, a, rho, beta, v_th, v_leak, v_reset, r, hist, weight, bias, delay, zero_reset,
+                events)
+            spikes = None
+        if ctx is not None:
+            ctx.set_materialize_grads(False)
+            ctx.zero_reset, ctx.detach, ctx.surrogate, ctx.delay = zero_reset, detach, surrogate, delay
+            ctx.step_events = step_events
+            ctx.spikes = spikes if recurrent and ctx.needs_input_grad[11] else None
+            ctx.save_for_backward(x_all, z_all, ad_all, adapt0, hist, weight, a, rho, beta, v_th, v_reset, r)
+        return z_all, v_all, ad_all
+
+    @staticmethod
+    def _forward_loop(drive: Tensor, v0: Tensor, adapt0: Tensor, a: Tensor, rho: Tensor, beta: Tensor,
+                      v_th: Tensor, v_leak: Tensor, v_reset: Tensor, r: Tensor, hist: Optional[Tensor],
+                      weight: Optional[Tensor], bias: Optional[Tensor], delay: int, zero_reset: bool,
+                      events: Optional[tuple[str, float]]) -> tuple[Tensor, Tensor, Tensor, Tensor,
+                                                                    Optional[StepEvents]]:
+        """The forward's per-step PyTorch loop (where :func:`.kernels.alif_forward` is not used):
+        ``(x, z, v, A, the event recorder or None)``."""
+        steps, batch, n = drive.shape
+        recurrent = weight is not None
         x_all, z_all, v_all, ad_all = (torch.empty_like(drive) for _ in range(4))
         v, adapt = v0, adapt0
         step_events, table = _step_events(events, drive, weight, steps, batch, delay,
@@ -745,12 +777,7 @@ class ALIFScan(torch.autograd.Function):
                 adapt = torch.add(rho * adapt, z, out=ad_all[t])
                 if step_events is not None and t + delay < steps:
                     step_events.record(t, z)
-        if ctx is not None:
-            ctx.set_materialize_grads(False)
-            ctx.zero_reset, ctx.detach, ctx.surrogate, ctx.delay = zero_reset, detach, surrogate, delay
-            ctx.step_events = step_events
-            ctx.save_for_backward(x_all, z_all, ad_all, adapt0, hist, weight, a, rho, beta, v_th, v_reset, r)
-        return z_all, v_all, ad_all
+        return x_all, z_all, v_all, ad_all, step_events
 
     @staticmethod
     def backward(ctx: Any, grad_z: Optional[Tensor], grad_v: Optional[Tensor],  # type: ignore[override]
@@ -760,8 +787,41 @@ class ALIFScan(torch.autograd.Function):
         needs = ctx.needs_input_grad
         steps, batch, n = x_all.shape
         recurrent = weight is not None
-        psi = ctx.surrogate.derivative(x_all)
         gain = (1.0 - a) * r
+        code = kernels.surrogate_code(ctx.surrogate)
+        vectors = None
+        if detach and code is not None and not torch.is_grad_enabled():
+            vectors = _kernel_vectors(batch, n, recurrent, x_all, grad_z, grad_v, grad_ad, weight, a=a, rho=rho,
+                                      beta=beta, gain=gain)
+        if vectors is not None:  # each step's elementwise work in one compiled call
+            gi_all, g_next, h_next, q_next = kernels.alif_backward_detached(x_all, grad_z, grad_v, grad_ad, vectors,
+                                                                            code, zero_reset, weight, delay)
+        else:
+            gi_all, g_next, h_next, q_next = ALIFScan._backward_loop(ctx, x_all, z_all, ad_all, adapt0, weight, a,
+                                                                     rho, beta, v_th, v_reset, gain, grad_z,
+                                                                     grad_v, grad_ad)
+        grad_drive = gi_all if needs[0] else None
+        grad_v0 = a * g_next if needs[1] else None
+        grad_adapt0 = rho * h_next + beta * q_next if needs[2] else None
+        grad_hist = grad_w = grad_b = None
+        if recurrent:
+            grad_hist, grad_w = self_projection_grads(gi_all, z_all, hist, weight, delay, needs[10], needs[11],
+                                                      ctx.step_events, ctx.spikes)
+            if needs[12]:
+                grad_b = gi_all.reshape(-1, n).sum(0)
+        return (grad_drive, grad_v0, grad_adapt0, None, None, None, None, None, None, None, grad_hist, grad_w,
+                grad_b, None, None, None, None, None)
+
+    @staticmethod
+    def _backward_loop(ctx: Any, x_all: Tensor, z_all: Tensor, ad_all: Tensor, adapt0: Tensor,
+                       weight: Optional[Tensor], a: Tensor, rho: Tensor, beta: Tensor, v_th: Tensor,
+                       v_reset: Tensor, gain: Tensor, grad_z: Optional[Tensor], grad_v: Optional[Tensor],
+                       grad_ad: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The backward's per-step PyTorch loop: ``(dL/dI, G_0, h_0, q_0)`` (see the class docstring)."""
+        zero_reset, detach, delay = ctx.zero_reset, ctx.detach, ctx.delay
+        steps, batch, n = x_all.shape
+        recurrent = weight is not None
+        psi = ctx.surrogate.derivative(x_all)
         thr_all = v_th + beta * torch.cat([adapt0.unsqueeze(0), ad_all[:-1]])
         dvdz = None
         if not detach:
@@ -788,17 +848,7 @@ class ALIFScan(torch.autograd.Function):
                     q = q - gv * z_all[t]
                 torch.mul(g, gain, out=gi_all[t])
                 g_next, h_next, q_next = g, h, q
-        grad_drive = gi_all if needs[0] else None
-        grad_v0 = a * g_next if needs[1] else None
-        grad_adapt0 = rho * h_next + beta * q_next if needs[2] else None
-        grad_hist = grad_w = grad_b = None
-        if recurrent:
-            grad_hist, grad_w = self_projection_grads(gi_all, z_all, hist, weight, delay, needs[10], needs[11],
-                                                      ctx.step_events)
-            if needs[12]:
-                grad_b = gi_all.reshape(-1, n).sum(0)
-        return (grad_drive, grad_v0, grad_adapt0, None, None, None, None, None, None, None, grad_hist, grad_w,
-                grad_b, None, None, None, None, None)
+        return gi_all, g_next, h_next, q_next
 
 
 def alif_scan(drive: Tensor, v0: Tensor, adapt0: Tensor, c: Any, *, zero_reset: bool, detach: bool, surrogate: Any,
