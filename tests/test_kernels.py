@@ -24,6 +24,7 @@ from backends.torchsim import ArcTan, FastSigmoid, Triangle
 from backends.torchsim import kernels
 from backends.torchsim.events import RowEvents, row_events
 from backends.torchsim.scan import alif_scan, lif_scan, linear_scan
+from backends.torchsim.scan_rate import if_scan
 
 pytestmark = pytest.mark.skipif(not kernels.enabled(), reason="numba is not installed or NTGRAPH_KERNELS=0")
 
@@ -313,6 +314,51 @@ def test_alif_attached_reset_keeps_the_loop_backward(monkeypatch):
     assert torch.equal(kernel["z"], loop["z"])
     for key in kernel:
         torch.testing.assert_close(kernel[key], loop[key], atol=1e-9, rtol=1e-9, msg=key)
+
+
+def run_if(seed: int, *, reset: str, delay: Optional[int], learnable: tuple = (), detach: bool = True,
+           keep_v: bool = True) -> dict:
+    """Spikes, membranes and every input gradient of one IF scan at float64 (``learnable``: gain, v_th)."""
+    g = torch.Generator().manual_seed(seed)
+    steps, batch, n = 25, 3, 9
+    f64 = dict(dtype=torch.float64)
+    leaves = {"drive": (torch.randn(steps, batch, n, generator=g, **f64) * 0.5 + 0.25).requires_grad_(),
+              "v0": (torch.rand(batch, n, generator=g, **f64) * 0.3).requires_grad_()}
+    params = {"gain": torch.full((n,), 0.8, **f64), "v_th": torch.ones(n, **f64),
+              "v_reset": torch.full((n,), -0.2, **f64)}
+    for name in learnable:
+        params[name] = params[name].clone().requires_grad_()
+        leaves[name] = params[name]
+    extra = {}
+    if delay is not None:
+        leaves["weight"] = (torch.randn(n, n, generator=g, **f64) * 0.3).requires_grad_()
+        leaves["hist"] = (torch.rand(delay, batch, n, generator=g, **f64) < 0.3).double().requires_grad_()
+        extra = dict(weight=leaves["weight"], hist=leaves["hist"], delay=delay)
+    z, v = if_scan(leaves["drive"], leaves["v0"], params["gain"], params["v_th"], params["v_reset"],
+                   zero_reset=reset == "zero", detach=detach, surrogate=FastSigmoid(), keep_v=keep_v, **extra)
+    loss = (z * torch.linspace(-1, 1, z.numel(), **f64).reshape(z.shape)).sum() + \
+        (v * torch.linspace(0.5, -0.5, v.numel(), **f64).reshape(v.shape)).sum()
+    grads = torch.autograd.grad(loss, list(leaves.values()))
+    return {"z": z.detach(), "v": v.detach(), **{f"d{k}": g for k, g in zip(leaves, grads)}}
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+@pytest.mark.parametrize("delay", [None, 1, 2], ids=["feed-forward", "delay1", "delay2"])
+@pytest.mark.parametrize("learnable,keep_v", [((), True), (("gain",), False), (("v_th",), True)],
+                         ids=["fixed", "gain-no-v", "threshold"])
+def test_if_scan_runs_the_lif_kernels(monkeypatch, reset, delay, learnable, keep_v):
+    """IF is the LIF recurrence with a = 1 and no leak: the LIF kernels run it (a learnable threshold takes the
+    loops' backward from the kernel's shifted membrane), with the loops' spikes and gradients."""
+    calls = Calls(monkeypatch)
+    kernel = run_if(5, reset=reset, delay=delay, learnable=learnable, keep_v=keep_v)
+    assert calls.count["lif_forward"] == 1
+    assert calls.count["lif_backward_detached"] == (0 if "v_th" in learnable else 1)
+    with kernels.disabled():
+        loop = run_if(5, reset=reset, delay=delay, learnable=learnable, keep_v=keep_v)
+    assert torch.equal(kernel["z"], loop["z"]) and 0.02 < float(loop["z"].mean()) < 0.6
+    for key in kernel:
+        if key != "z":
+            torch.testing.assert_close(kernel[key], loop[key], atol=1e-9, rtol=1e-9, msg=key)
 
 
 @pytest.mark.parametrize("k_shape", [(), (7,), (4, 7)], ids=["scalar", "per-neuron", "per-sample"])

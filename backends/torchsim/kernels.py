@@ -31,6 +31,8 @@ reference.
   ``G_t = gz_t psi(x_t) + (dL/dv_t + a G_{t+1})(1 - z_t | 1)``, ``dL/dI_t = G_t (1-a) r``.
   ``dL/dI`` is dense, so its self-projection term stays a torch GEMM per step
   (the rest of each step is one compiled call).
+* IF populations (:class:`.scan_rate.IFScan`) run on :func:`lif_forward` and
+  :func:`lif_backward_detached` with ``a = 1`` and no leak.
 * :func:`alif_forward` / :func:`alif_backward_detached`: the same for the ALIF
   scan (adaptive threshold; the backward carries the adaptation's adjoint).
   A recurrent ALIF training step at ``[100, 64, 128]`` took 39.9 against

@@ -51,7 +51,10 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from .scan import _pre_all, _reduce_to, self_projection_grads, step_threads, threshold_reset_grads
+from . import kernels
+from .events import RowEvents, attach_events
+from .scan import (_kernel_vectors, _pre_all, _reduce_to, self_projection_grads, step_threads,
+                   threshold_reset_grads)
 
 __all__ = ["RateCell", "WilsonCowanCell", "LeakyRateCell", "InstantRateCell", "RateScan", "IFScan",
            "rate_scan", "if_scan"]
@@ -392,6 +395,26 @@ class IFScan(torch.autograd.Function):
         recurrent = weight is not None
         shape = (batch, n)
         inp = drive if bias is None else drive + bias
+        w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
+        # IF is the LIF recurrence with a = 1 and no leak: x - v_th = (v - v_th) + g*I, run by the LIF kernel
+        vectors = _kernel_vectors(batch, n, recurrent, drive, v0, hist, weight, a=torch.ones_like(gain),
+                                  gain=gain, const=torch.zeros_like(gain), v_th=v_th,
+                                  reset=(v_reset - v_th) if zero_reset else v_th)
+        if vectors is not None:  # the whole loop in one compiled call; x is kept shifted, x - v_th
+            x_shift, z_all, v_all, v_last, (ptr, cols) = kernels.lif_forward(
+                inp, v0, vectors["a"], vectors["gain"], vectors["const"], vectors["reset"], vectors["v_th"],
+                zero_reset, hist, w_scaled_t, delay, ctx is not None, keep_v)
+            attach_events(z_all, RowEvents(ptr, cols, None, n))
+            if not keep_v:
+                v_all = v_last
+            if ctx is not None:
+                ctx.set_materialize_grads(False)
+                ctx.zero_reset, ctx.detach, ctx.surrogate, ctx.delay = zero_reset, detach, surrogate, delay
+                ctx.shifted = True
+                ctx.spikes = RowEvents(ptr, cols, None, n) if recurrent and ctx.needs_input_grad[6] else None
+                ctx.save_for_backward(x_shift, z_all, drive if ctx.needs_input_grad[2] else None, hist, weight,
+                                      bias, gain, v_th, v_reset)
+            return z_all, v_all
         z_all = torch.empty_like(drive)
         x_all = torch.empty_like(drive) if ctx is not None else None
         v_all = torch.empty_like(drive) if keep_v else None
@@ -400,7 +423,6 @@ class IFScan(torch.autograd.Function):
         th_b = v_th.expand(shape)
         reset_to = v_reset.expand(shape) if zero_reset else None
         neg_th = (-v_th).expand(shape)
-        w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
         v = v0
         with step_threads(batch * n * weight.shape[1] if recurrent else 0):
             for t in range(steps):
@@ -420,6 +442,7 @@ class IFScan(torch.autograd.Function):
         if ctx is not None:
             ctx.set_materialize_grads(False)
             ctx.zero_reset, ctx.detach, ctx.surrogate, ctx.delay = zero_reset, detach, surrogate, delay
+            ctx.shifted, ctx.spikes = False, None
             ctx.save_for_backward(x_all, z_all, drive if ctx.needs_input_grad[2] else None, hist, weight, bias,
                                   gain, v_th, v_reset)
         return z_all, v_all
@@ -431,6 +454,20 @@ class IFScan(torch.autograd.Function):
         needs = ctx.needs_input_grad
         steps, batch, n = x_all.shape
         recurrent = weight is not None
+        code = kernels.surrogate_code(ctx.surrogate)
+        vectors = None
+        if ctx.shifted and detach and code is not None and not needs[3] and not needs[4] and \
+                not torch.is_grad_enabled():
+            vectors = _kernel_vectors(batch, n, recurrent, x_all, grad_z, grad_v, weight, a=torch.ones_like(gain),
+                                      gain=gain)
+        if vectors is not None:  # the LIF backward kernel with a = 1 (x_all is x - v_th)
+            g_all, gi_all, g_first = kernels.lif_backward_detached(x_all, grad_z, grad_v, vectors["a"],
+                                                                   vectors["gain"], code, zero_reset, weight, delay,
+                                                                   store_g=needs[2])
+            return IFScan._parameter_grads(needs, g_all, gi_all, g_first, None, None, z_all, drive, hist, weight,
+                                           bias, gain, v_th, v_reset, zero_reset, detach, delay, spikes=ctx.spikes)
+        if ctx.shifted:
+            x_all = x_all + v_th
         v_from = steps - grad_v.shape[0] if grad_v is not None else steps  # grad_v covers steps v_from .. T-1
         psi = ctx.surrogate.derivative(x_all - v_th)
         keep = (1.0 - z_all) if zero_reset else None
@@ -466,8 +503,19 @@ class IFScan(torch.autograd.Function):
                     else:
                         g.add_(gv)
                 torch.mul(g, gain_b, out=gi_all[t])
+        return IFScan._parameter_grads(needs, g_all, gi_all, g_all[0], gz_all, gv_all, z_all, drive, hist, weight,
+                                       bias, gain, v_th, v_reset, zero_reset, detach, delay, psi)
+
+    @staticmethod
+    def _parameter_grads(needs: tuple, g_all: Optional[Tensor], gi_all: Tensor, g_first: Tensor,
+                         gz_all: Optional[Tensor], gv_all: Optional[Tensor], z_all: Tensor, drive: Optional[Tensor],
+                         hist: Optional[Tensor], weight: Optional[Tensor], bias: Optional[Tensor], gain: Tensor,
+                         v_th: Tensor, v_reset: Tensor, zero_reset: bool, detach: bool, delay: int,
+                         psi: Optional[Tensor] = None, spikes: Optional[RowEvents] = None) -> tuple:
+        """The backward's outputs from ``G`` (``g_all``), ``dL/dI`` and ``G_0`` (see the module docstring)."""
+        recurrent = weight is not None
         grad_drive = gi_all if needs[0] else None
-        grad_v0 = g_all[0] if needs[1] else None
+        grad_v0 = g_first if needs[1] else None
         grad_gain = grad_hist = grad_w = grad_b = None
         if needs[2]:
             current = drive if bias is None else drive + bias
@@ -477,7 +525,8 @@ class IFScan(torch.autograd.Function):
         grad_th, grad_reset = threshold_reset_grads(gz_all, psi, gv_all, z_all, v_th, v_reset, zero_reset, detach,
                                                     needs[3], needs[4])
         if recurrent:
-            grad_hist, grad_w = self_projection_grads(gi_all, z_all, hist, weight, delay, needs[5], needs[6])
+            grad_hist, grad_w = self_projection_grads(gi_all, z_all, hist, weight, delay, needs[5], needs[6],
+                                                      spikes=spikes)
         if bias is not None and needs[7]:
             grad_b = _reduce_to(gi_all, bias)
         return (grad_drive, grad_v0, grad_gain, grad_th, grad_reset, grad_hist, grad_w, grad_b,
