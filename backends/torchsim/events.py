@@ -11,8 +11,16 @@ active inputs.  This module holds the pieces the event-driven paths share:
   ~3.4 ms against 6.5-8.8 ms; ``[64, 512]`` at 4%: ~40 against 75-140 us).
 * :func:`bag_offsets` and :func:`bag_sum`: ``out[b] = sum_{k in bag b} w_k * table[index_k]``
   through ``F.embedding_bag`` (``O(|E| n_out)`` work instead of ``O(M n_in n_out)``).
+* :class:`RowEvents` and :func:`row_events`: the events of a matrix row by
+  row (CSR), extracted in one compiled pass on the CPU
+  (:func:`.kernels.row_events`), with the event-driven product and weight
+  gradient (a counting sort by column); the input drive's event path.
+* :func:`attach_events` / :func:`attached_events`: the spike list a compiled
+  scan builds while it runs, attached to its output so that the projections
+  reading the spikes need no extraction.
 * :class:`StepEvents`: the per-step event-driven recurrent product of the LIF
-  scan, ``z_{t-d} W'^T``, with the rule that decides per step between it and the
+  and ALIF scans' PyTorch loops (the compiled scans list their spikes instead),
+  ``z_{t-d} W'^T``, with the rule that decides per step between it and the
   dense GEMM, and the events it extracted kept for the weight gradient
   (:func:`event_weight_grad`).
 
@@ -22,10 +30,9 @@ differ from the dense GEMM only by the order of the additions, i.e. rounding).
 
 from __future__ import annotations
 
-from typing import Optional
-
 import weakref
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch

@@ -187,6 +187,35 @@ if numba is not None:
             return c[1] / (c[0] + u * u)
         return c[1] * max(c[3], c[0] - abs(x) / c[2])  # gamma * max(0, 1 - |x|/width)
 
+    @njit(inline="always")
+    def _add_recurrent(x, t, b, rows, delay, ptr, cols, wt, hist):  # pragma: no cover - compiled
+        """``x += z_{t-d}[b] @ table`` for row ``b`` at step ``t``: the rows of ``table`` (``wt``) of the neurons
+        listed for row ``(t - d)*B + b``, or, before step ``d``, ``hist[t, b]`` (any values) times ``table``."""
+        n = x.shape[0]
+        if t >= delay:
+            m = (t - delay) * rows + b
+            for e in range(ptr[m], ptr[m + 1]):
+                w = wt[cols[e]]
+                for k in range(n):
+                    x[k] += w[k]
+        else:
+            pre = hist[t, b]
+            for i in range(pre.shape[0]):
+                p = pre[i]
+                if p != 0.0:
+                    w = wt[i]
+                    for k in range(n):
+                        x[k] += p * w[k]
+
+    @njit(inline="always")
+    def _list_spikes(zr, cols, count):  # pragma: no cover - compiled
+        """Append the neurons that spiked in ``zr`` to ``cols`` from ``count`` on; returns the new count."""
+        for k in range(zr.shape[0]):  # the spikes are rare: a predictable branch beats writing every entry
+            if zr[k] != 0.0:
+                cols[count] = k
+                count += 1
+        return count
+
     @njit(**_JIT)
     def _lif_forward(inp, s0, a, gain, const, reset, v_th, zero_reset, hist, wt, delay,
                      x_out, z_out, v_out, s_last, store_x, store_v, ptr, cols):  # pragma: no cover - compiled
@@ -214,20 +243,8 @@ if numba is not None:
                 x = x_out[t, b] if store_x else scratch  # the pre-reset membrane is computed in place
                 for k in range(n):
                     x[k] = const[k] + row[k] * gain[k]
-                if recurrent and t >= delay:
-                    m = (t - delay) * rows + b
-                    for e in range(ptr[m], ptr[m + 1]):
-                        w = wt[cols[e]]
-                        for k in range(n):
-                            x[k] += w[k]
-                elif recurrent:
-                    pre = hist[t, b]
-                    for i in range(pre.shape[0]):
-                        p = pre[i]
-                        if p != 0.0:
-                            w = wt[i]
-                            for k in range(n):
-                                x[k] += p * w[k]
+                if recurrent:
+                    _add_recurrent(x, t, b, rows, delay, ptr, cols, wt, hist)
                 zr = z_out[t, b]
                 sr = s[b]
                 for k in range(n):  # branch-free (selects), so LLVM vectorizes it
@@ -239,10 +256,7 @@ if numba is not None:
                         sr[k] = reset[k] if spike else xk
                     else:
                         sr[k] = xk - reset[k] if spike else xk
-                for k in range(n):  # the spikes are rare: a predictable branch beats writing every entry
-                    if zr[k] != 0.0:
-                        cols[count] = k
-                        count += 1
+                count = _list_spikes(zr, cols, count)
                 if store_v:
                     vr = v_out[t, b]
                     for k in range(n):
@@ -274,20 +288,7 @@ if numba is not None:
                 if recurrent:
                     for k in range(n):
                         cur[k] = 0.0
-                    if t >= delay:
-                        m = (t - delay) * rows + b
-                        for e in range(ptr[m], ptr[m + 1]):
-                            w = wt[cols[e]]
-                            for k in range(n):
-                                cur[k] += w[k]
-                    else:
-                        pre = hist[t, b]
-                        for i in range(pre.shape[0]):
-                            p = pre[i]
-                            if p != 0.0:
-                                w = wt[i]
-                                for k in range(n):
-                                    cur[k] += p * w[k]
+                    _add_recurrent(cur, t, b, rows, delay, ptr, cols, wt, hist)
                     for k in range(n):  # D_t + (W z_{t-d} + b), the loop's order
                         cur[k] = row[k] + (cur[k] + bias[k])
                 else:
@@ -311,10 +312,7 @@ if numba is not None:
                     else:
                         vr[k] = xk if spike else v1
                     adr[k] = rho[k] * ad_prev[k] + zk
-                for k in range(n):  # the spikes are rare: a predictable branch beats writing every entry
-                    if zr[k] != 0.0:
-                        cols[count] = k
-                        count += 1
+                count = _list_spikes(zr, cols, count)
         ptr[steps * rows] = count
         return count
 
@@ -544,20 +542,29 @@ def lif_forward(inp: Tensor, v0: Tensor, a: np.ndarray, gain: np.ndarray, const:
         wt_np, hist_np = _np(weight_t), _np(hist)
     else:
         wt_np, hist_np = np.empty((0, n), dtype=inp_np.dtype), np.empty((0, batch, n), dtype=inp_np.dtype)
+    events = _listing_spikes((steps, batch, n), lambda ptr, cols: _lif_forward(
+        inp_np, s0.numpy(), a, gain, const, reset, v_th, zero_reset, hist_np, wt_np, delay, x.numpy(), z.numpy(),
+        v.numpy(), s_last.numpy(), store_x, store_v, ptr, cols))
+    v_last = (s_last + torch.from_numpy(v_th)).unsqueeze(0)
+    return (x if store_x else None), z, (v if store_v else None), v_last, events
+
+
+def _listing_spikes(shape: tuple[int, int, int], run: Any) -> tuple[Tensor, Tensor]:
+    """Run a forward kernel ``run(ptr, cols) -> count`` that lists its spikes, with a spike list sized from the
+    last run of the same ``(T, B, n)`` (twice its count), again with room for every entry if that overflows
+    (the kernel returns -1 and the run restarts from scratch).  Returns the events ``(ptr, cols)``."""
+    steps, batch, n = shape
     ptr = np.empty(steps * batch + 1, dtype=np.int64)
     full = steps * batch * n
-    capacity = min(_SPIKE_CAPACITY.get((steps, batch, n), full), full)
+    capacity = min(_SPIKE_CAPACITY.get(shape, full), full)
     while True:
         cols = np.empty(capacity, dtype=np.int64)  # pages are touched only as far as the spikes reach
-        count = _lif_forward(inp_np, s0.numpy(), a, gain, const, reset, v_th, zero_reset, hist_np, wt_np, delay,
-                             x.numpy(), z.numpy(), v.numpy(), s_last.numpy(), store_x, store_v, ptr, cols)
+        count = run(ptr, cols)
         if count >= 0:
             break
         capacity = full
-    _SPIKE_CAPACITY[(steps, batch, n)] = max(2 * count, batch * n)
-    v_last = (s_last + torch.from_numpy(v_th)).unsqueeze(0)
-    return (x if store_x else None), z, (v if store_v else None), v_last, (torch.from_numpy(ptr),
-                                                                            torch.from_numpy(cols[:count]))
+    _SPIKE_CAPACITY[shape] = max(2 * count, batch * n)
+    return torch.from_numpy(ptr), torch.from_numpy(cols[:count])
 
 
 def lif_backward_detached(x_all: Tensor, grad_z: Optional[Tensor], grad_v: Optional[Tensor],
@@ -639,20 +646,12 @@ def alif_forward(drive: Tensor, v0: Tensor, adapt0: Tensor, params: dict[str, np
     else:
         wt_np, hist_np = np.empty((0, n), dtype=drive_np.dtype), np.empty((0, batch, n), dtype=drive_np.dtype)
         bias_np = np.zeros(n, dtype=drive_np.dtype)
-    ptr = np.empty(steps * batch + 1, dtype=np.int64)
-    full = steps * batch * n
-    capacity = min(_SPIKE_CAPACITY.get((steps, batch, n), full), full)
     p = params
-    while True:
-        cols = np.empty(capacity, dtype=np.int64)
-        count = _alif_forward(drive_np, v0_np, ad0_np, p["a"], p["one_minus_a"], p["rho"], p["beta"], p["v_th"],
-                              p["v_leak"], p["v_reset"], p["r"], zero_reset, hist_np, wt_np, bias_np, delay,
-                              x.numpy(), z.numpy(), v.numpy(), ad.numpy(), ptr, cols)
-        if count >= 0:
-            break
-        capacity = full
-    _SPIKE_CAPACITY[(steps, batch, n)] = max(2 * count, batch * n)
-    return x, z, v, ad, (torch.from_numpy(ptr), torch.from_numpy(cols[:count]))
+    events = _listing_spikes((steps, batch, n), lambda ptr, cols: _alif_forward(
+        drive_np, v0_np, ad0_np, p["a"], p["one_minus_a"], p["rho"], p["beta"], p["v_th"], p["v_leak"],
+        p["v_reset"], p["r"], zero_reset, hist_np, wt_np, bias_np, delay, x.numpy(), z.numpy(), v.numpy(),
+        ad.numpy(), ptr, cols))
+    return x, z, v, ad, events
 
 
 def alif_backward_detached(x_all: Tensor, grad_z: Optional[Tensor], grad_v: Optional[Tensor],
