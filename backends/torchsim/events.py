@@ -41,7 +41,7 @@ from torch import Tensor
 
 from . import kernels
 
-__all__ = ["flat_events", "split_flat", "bag_offsets", "bag_sum", "RowEvents", "row_events", "attach_events",
+__all__ = ["flat_events", "split_flat", "bag_offsets", "bag_sum", "RowEvents", "compiled_extraction", "row_events", "attach_events",
            "attached_events", "StepEvents", "event_weight_grad", "EVENT_MIN_STEP_MACS"]
 
 #: The per-step recurrent product takes the event path only when its dense GEMM has at least this many
@@ -141,6 +141,11 @@ class RowEvents:
         return event_weight_grad(grad_out, rows, self.cols, self.width, self.vals)
 
 
+def compiled_extraction(x: Tensor) -> bool:
+    """Whether :func:`row_events` extracts the events of ``x`` with the compiled kernel (which needs no mask)."""
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and kernels.enabled()
+
+
 def row_events(x: Tensor, mask: Optional[Tensor] = None) -> RowEvents:
     """The events of ``x`` ``[..., K]`` (as a matrix ``[M, K]``), for :class:`RowEvents`' sums.
 
@@ -151,11 +156,11 @@ def row_events(x: Tensor, mask: Optional[Tensor] = None) -> RowEvents:
     :func:`flat_events` (``x != 0`` into ``mask``, NumPy's ``flatnonzero``), the
     gather of the values to check whether they are all 1 and the row offsets.
     Otherwise (other devices or dtypes, kernels off) it goes through
-    :func:`flat_events`.  ``NaN`` counts as an event, ``-0.0`` does not.
+    :func:`flat_events`, into ``mask`` if given.  ``NaN`` counts as an event, ``-0.0`` does not.
     """
     x2d = x.detach().reshape(-1, x.shape[-1]) if x.ndim != 2 else x.detach()
     width = x2d.shape[1]
-    if x2d.device.type == "cpu" and x2d.dtype in (torch.float32, torch.float64) and kernels.enabled():
+    if compiled_extraction(x2d):
         ptr, cols, vals = kernels.row_events(x2d)
         return RowEvents(ptr, cols, vals, width)
     flat = flat_events(x2d, mask.view(x2d.shape) if mask is not None else None)

@@ -81,7 +81,7 @@ try:  # numba is a dependency of the torch extra; without it the scans run their
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None
 
-__all__ = ["available", "enabled", "disabled", "pays", "usable", "param_vector", "surrogate_code", "lif_forward",
+__all__ = ["enabled", "disabled", "pays", "usable", "param_vector", "surrogate_code", "lif_forward",
            "lif_backward_detached", "alif_forward", "alif_backward_detached", "linear_forward", "linear_backward",
            "row_events", "by_column", "KERNEL_MAX_STEP_ELEMENTS"]
 
@@ -96,11 +96,6 @@ __all__ = ["available", "enabled", "disabled", "pays", "usable", "param_vector",
 KERNEL_MAX_STEP_ELEMENTS = 1 << 15
 
 _enabled = os.environ.get("NTGRAPH_KERNELS", "1") not in ("0", "false", "off")
-
-
-def available() -> bool:
-    """Whether numba could be imported."""
-    return numba is not None
 
 
 def enabled() -> bool:

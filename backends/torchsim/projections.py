@@ -51,7 +51,7 @@ from ntgraph.constraints import ResolvedConstraints, project_weights
 from ntgraph.errors import ValidationError
 from ntgraph.ir import Dense, Projection, Sparse
 
-from .events import RowEvents, attached_events, row_events
+from .events import RowEvents, attached_events, compiled_extraction, row_events
 
 __all__ = ["ProjectionModule", "DenseProjection", "SparseProjection", "OneToOneProjection", "SparseMatmul",
            "EventMatmul", "event_linear", "set_event_driven", "EVENT_DENSITY_THRESHOLD", "EVENT_MIN_ROWS",
@@ -233,17 +233,21 @@ class DenseProjection(ProjectionModule):
             density = float(torch.count_nonzero(x)) / x.numel()
             self.last_density = density
             return density <= self.event_threshold, None
-        mask = self._event_mask
-        if mask is None or mask.shape != x.shape or mask.device != x.device:
-            mask = torch.empty(x.shape, dtype=torch.bool, device=x.device)
-            # kept for the next call (no fresh pages each time) unless large: a long run's mask is not held
-            self._event_mask = mask if x.numel() <= _EVENT_MASK_KEEP else None
-        events = row_events(x, mask)
+        events = row_events(x, None if compiled_extraction(x) else self._mask_for(x))
         density = events.count / x.numel()
         self.last_density = density
         if density > self.event_threshold:
             return False, None
         return True, events
+
+    def _mask_for(self, x: Tensor) -> Tensor:
+        """A ``bool`` buffer of ``x``'s shape for the uncompiled extraction's ``x != 0``, kept for the next call
+        (no fresh pages each time) unless large: a long run's mask is not held."""
+        mask = self._event_mask
+        if mask is None or mask.shape != x.shape or mask.device != x.device:
+            mask = torch.empty(x.shape, dtype=torch.bool, device=x.device)
+            self._event_mask = mask if x.numel() <= _EVENT_MASK_KEEP else None
+        return mask
 
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
         bias = self.bias if self.has_bias else None

@@ -119,15 +119,11 @@ class LIFScan(torch.autograd.Function):
         inp = drive if bias is None else drive + bias
         const = (1.0 - a) * (v_leak - v_th)
         w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
-        vectors = _kernel_vectors(batch, n, recurrent, drive, v0, hist, weight, a=a, gain=gain, const=const,
-                                  v_th=v_th, reset=(v_reset - v_th) if zero_reset else v_th)
+        compiled = _lif_kernel_forward(inp, v0, a, gain, const, v_th, v_reset, zero_reset, hist, weight, w_scaled_t,
+                                       delay, True, store_v)
         step_events = spikes = None
-        if vectors is not None:  # the whole loop in one compiled call
-            x_all, z_all, v_all, v_last, (ptr, cols) = kernels.lif_forward(
-                inp, v0, vectors["a"], vectors["gain"], vectors["const"], vectors["reset"], vectors["v_th"],
-                zero_reset, hist, w_scaled_t, delay, True, store_v)
-            spikes = RowEvents(ptr, cols, None, n)
-            v_all = v_all if store_v else v_last
+        if compiled is not None:  # the whole loop in one compiled call
+            x_all, z_all, v_all, spikes = compiled
         else:
             x_all, z_all, v_all, step_events = _lif_forward_loop(inp, v0, a, gain, const, v_th, v_reset, hist,
                                                                  weight, w_scaled_t, delay, zero_reset, store_v,
@@ -140,8 +136,6 @@ class LIFScan(torch.autograd.Function):
             ctx.save_for_backward(x_all, z_all, v_all if need_params or not detach else None,
                                   v0 if need_params else None, drive if any(ctx.needs_input_grad[2:5]) else None,
                                   hist, weight, bias, a, v_leak, r, v_th, v_reset)
-        if spikes is not None:
-            attach_events(z_all, spikes)  # for the projections that read these spikes (no extraction pass)
         return z_all, v_all
 
     @staticmethod
@@ -271,6 +265,28 @@ def _kernel_vectors(batch: int, n: int, recurrent: bool, *tensors: Optional[Tens
             return None
         out[name] = vector
     return out
+
+
+def _lif_kernel_forward(inp: Tensor, v0: Tensor, a: Tensor, gain: Tensor, const: Tensor, v_th: Tensor,
+                        v_reset: Tensor, zero_reset: bool, hist: Optional[Tensor], weight: Optional[Tensor],
+                        w_scaled_t: Optional[Tensor], delay: int, store_x: bool, store_v: bool
+                        ) -> Optional[tuple[Optional[Tensor], Tensor, Tensor, RowEvents]]:
+    """:func:`.kernels.lif_forward` where the kernels apply (else None): ``(x - v_th or None, z, v, spikes)``.
+
+    ``v`` is ``[T, B, n]`` with ``store_v``, else the last step ``[1, B, n]``; ``spikes`` are the events of ``z``
+    as ``[T*B, n]``, also attached to ``z`` (:func:`~.events.attach_events`) for the projections that read it.
+    """
+    steps, batch, n = inp.shape
+    vectors = _kernel_vectors(batch, n, weight is not None, inp, v0, hist, weight, a=a, gain=gain, const=const,
+                              v_th=v_th, reset=(v_reset - v_th) if zero_reset else v_th)
+    if vectors is None:
+        return None
+    x_all, z_all, v_all, v_last, (ptr, cols) = kernels.lif_forward(
+        inp, v0, vectors["a"], vectors["gain"], vectors["const"], vectors["reset"], vectors["v_th"], zero_reset,
+        hist, w_scaled_t, delay, store_x, store_v)
+    spikes = RowEvents(ptr, cols, None, n)
+    attach_events(z_all, spikes)
+    return x_all, z_all, (v_all if store_v else v_last), spikes
 
 
 def threshold_reset_grads(gz_all: Optional[Tensor], psi: Optional[Tensor], gv_all: Optional[Tensor], z_all: Tensor,
@@ -582,15 +598,11 @@ def _lif_forward_nograd(drive: Tensor, v0: Tensor, a: Tensor, v_leak: Tensor, r:
     gain = (1.0 - a) * r
     inp = drive if bias is None else drive + bias
     const = (1.0 - a) * (v_leak - v_th)
-    vectors = _kernel_vectors(batch, n, recurrent, drive, v0, hist, weight, a=a, gain=gain, const=const, v_th=v_th,
-                              reset=(v_reset - v_th) if zero_reset else v_th)
-    if vectors is not None:  # the whole loop in one compiled call
-        w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
-        _, z_all, v_all, v_last, (ptr, cols) = kernels.lif_forward(inp, v0, vectors["a"], vectors["gain"],
-                                                                   vectors["const"], vectors["reset"], vectors["v_th"],
-                                                                   zero_reset, hist, w_scaled_t, delay, False, keep_v)
-        attach_events(z_all, RowEvents(ptr, cols, None, n))
-        return z_all, (v_all if keep_v else v_last)
+    w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
+    compiled = _lif_kernel_forward(inp, v0, a, gain, const, v_th, v_reset, zero_reset, hist, weight, w_scaled_t,
+                                   delay, False, keep_v)
+    if compiled is not None:  # the whole loop in one compiled call
+        return compiled[1], compiled[2]
     # C for all steps at once (one vectorised pass; LIFScan.forward computes C_t per step into x to save a
     # [T, B, n] buffer), into the memory of a temporary of ours (or one given away by the caller) if there is one
     c_all = torch.addcmul(const, inp, gain, out=None if inp is drive and not overwrite_drive else inp)

@@ -52,8 +52,8 @@ import torch
 from torch import Tensor
 
 from . import kernels
-from .events import RowEvents, attach_events
-from .scan import (_kernel_vectors, _pre_all, _reduce_to, self_projection_grads, step_threads,
+from .events import RowEvents
+from .scan import (_kernel_vectors, _lif_kernel_forward, _pre_all, _reduce_to, self_projection_grads, step_threads,
                    threshold_reset_grads)
 
 __all__ = ["RateCell", "WilsonCowanCell", "LeakyRateCell", "InstantRateCell", "RateScan", "IFScan",
@@ -397,21 +397,15 @@ class IFScan(torch.autograd.Function):
         inp = drive if bias is None else drive + bias
         w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
         # IF is the LIF recurrence with a = 1 and no leak: x - v_th = (v - v_th) + g*I, run by the LIF kernel
-        vectors = _kernel_vectors(batch, n, recurrent, drive, v0, hist, weight, a=torch.ones_like(gain),
-                                  gain=gain, const=torch.zeros_like(gain), v_th=v_th,
-                                  reset=(v_reset - v_th) if zero_reset else v_th)
-        if vectors is not None:  # the whole loop in one compiled call; x is kept shifted, x - v_th
-            x_shift, z_all, v_all, v_last, (ptr, cols) = kernels.lif_forward(
-                inp, v0, vectors["a"], vectors["gain"], vectors["const"], vectors["reset"], vectors["v_th"],
-                zero_reset, hist, w_scaled_t, delay, ctx is not None, keep_v)
-            attach_events(z_all, RowEvents(ptr, cols, None, n))
-            if not keep_v:
-                v_all = v_last
+        compiled = _lif_kernel_forward(inp, v0, torch.ones_like(gain), gain, torch.zeros_like(gain), v_th, v_reset,
+                                       zero_reset, hist, weight, w_scaled_t, delay, ctx is not None, keep_v)
+        if compiled is not None:  # the whole loop in one compiled call; x is kept shifted, x - v_th
+            x_shift, z_all, v_all, spikes = compiled
             if ctx is not None:
                 ctx.set_materialize_grads(False)
                 ctx.zero_reset, ctx.detach, ctx.surrogate, ctx.delay = zero_reset, detach, surrogate, delay
                 ctx.shifted = True
-                ctx.spikes = RowEvents(ptr, cols, None, n) if recurrent and ctx.needs_input_grad[6] else None
+                ctx.spikes = spikes if recurrent and ctx.needs_input_grad[6] else None
                 ctx.save_for_backward(x_shift, z_all, drive if ctx.needs_input_grad[2] else None, hist, weight,
                                       bias, gain, v_th, v_reset)
             return z_all, v_all
