@@ -121,6 +121,52 @@ def test_lif_scan_kernels_equal_the_loops(monkeypatch, surrogate, reset, delay, 
     assert_agree(kernel, loop)
 
 
+@pytest.mark.parametrize("delay", [1, 3])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_self_projection_backward_without_torch_blas(monkeypatch, delay, dtype):
+    """The backward kernels call torch's BLAS for the self-projection's GEMM per step (``kernels.TORCH_BLAS``);
+    where torch's library exports none, a torch ``addmm`` and one compiled call per step run instead.  Both ways,
+    at float64 and float32, LIF and ALIF, against the loops."""
+    if not kernels.TORCH_BLAS:
+        pytest.skip("torch's library exports no BLAS here: only the fallback runs")
+    lif_args = dict(reset="zero", surrogate=FastSigmoid(), keep_v=False, loss_on_v=True)
+    tol = dict(atol=1e-9, rtol=1e-9) if dtype == torch.float64 else dict(atol=2e-5, rtol=2e-5)
+
+    def lif() -> dict:
+        case = make_case(seed=11, steps=20, batch=6, n=13, delay=delay, bias=True)
+        return run_scan({k: (v.detach().to(dtype).requires_grad_(v.requires_grad) if isinstance(v, torch.Tensor)
+                             else v) for k, v in case.items()}, **lif_args)
+
+    def alif() -> dict:  # float64
+        return run_alif(5, reset="subtract", surrogate=FastSigmoid(), delay=delay)
+
+    per_step = {"_lif_backward_one": 0, "_alif_backward_one": 0}
+    for name in per_step:
+        def counting(*args, _original=getattr(kernels, name), _name=name):
+            per_step[_name] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(kernels, name, counting)
+    results = {}
+    for blas in (True, False):
+        monkeypatch.setattr(kernels, "TORCH_BLAS", blas)
+        results[blas] = (lif(), alif())
+        if blas:
+            assert per_step == {"_lif_backward_one": 0, "_alif_backward_one": 0}, "the whole loop is one call"
+    assert per_step == {"_lif_backward_one": 20, "_alif_backward_one": 30}, "the fallback runs one call per step"
+    with kernels.disabled():
+        loops = (lif(), alif())
+    for name, loop in zip(("lif", "alif"), loops):
+        for blas in (True, False):
+            kernel = results[blas][0 if name == "lif" else 1]
+            assert torch.equal(kernel["z"], loop["z"]), (name, blas)
+            for key in kernel:
+                if key.startswith("d") and loop[key] is not None:
+                    torch.testing.assert_close(kernel[key], loop[key], **(tol if name == "lif" else
+                                                                            dict(atol=1e-9, rtol=1e-9)),
+                                               msg=f"{name} {key} blas={blas}")
+
+
 @pytest.mark.parametrize("learnable", [("a", "r"), ("v_leak", "v_reset"), ("v_th",), PARAMS],
                          ids=["a-r", "leak-reset", "threshold", "all"])
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
