@@ -115,15 +115,14 @@ __all__ = ["enabled", "disabled", "pays", "usable", "param_vector", "surrogate_c
            "lif_backward_detached", "alif_forward", "alif_backward_detached", "linear_forward", "linear_backward",
            "row_events", "by_column", "KERNEL_MAX_STEP_ELEMENTS"]
 
-#: The scans without a self-projection use the kernels only while a step's ``[B, n]`` has fewer entries than this
-#: (torch's parallel grain for elementwise operations, 32768): below it the PyTorch loop's operations run on one
-#: thread and cost mostly dispatch; above it they run on all threads, and the single-threaded kernel, which also
-#: takes the page faults of its fresh output buffers alone, lost.  Measured here in SHD training steps (2026-11-23,
-#: 2 threads, float32), LIF scan forward + backward, kernels against loops: 5.2 against 10.9 ms at
-#: ``[100, 64, 128]``, 11.1 against 20.6 at ``[250, 32, 256]``, but 41.4 against 23.0 at ``[100, 64, 512]``.
-#: With a self-projection the kernels are used at any size (event-driven recurrence and spike lists): 39.6
-#: against 76.9 ms at ``[250, 32, 256]``; whole steps at ``[100, 64, 512]`` 118.8 against 137.4 ms.
-KERNEL_MAX_STEP_ELEMENTS = 1 << 15
+#: The scans without a self-projection use the kernels only while a step's ``[B, n]`` has fewer entries than this;
+#: above it, the PyTorch loops, whose operations run on all of torch's threads.  Measured here in whole SHD-shaped
+#: feed-forward training steps (2026-11-23, 2 threads, float32, ``[100, 64, H]``), kernels against loops: 29.2
+#: against 42.1 ms at H = 512, 89.6 against 118.1 at H = 1024 and 284.5 against 315.9 at H = 2048 (131072 entries
+#: a step).  (Before the kernels' loops vectorized, they lost from 32768 entries on: 41.4 against 23.0 ms for the
+#: scan alone at H = 512.)  Not measured with more threads, where the loops' share grows.  With a self-projection
+#: the kernels are used at any size (event-driven recurrence, spike lists, one call for the backward).
+KERNEL_MAX_STEP_ELEMENTS = 1 << 18
 
 _enabled = os.environ.get("NTGRAPH_KERNELS", "1") not in ("0", "false", "off")
 
