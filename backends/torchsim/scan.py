@@ -118,13 +118,13 @@ class LIFScan(torch.autograd.Function):
         gain = (1.0 - a) * r
         inp = drive if bias is None else drive + bias
         const = (1.0 - a) * (v_leak - v_th)
-        w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
-        compiled = _lif_kernel_forward(inp, v0, a, gain, const, v_th, v_reset, zero_reset, hist, weight, w_scaled_t,
-                                       delay, True, store_v)
+        compiled = _lif_kernel_forward(inp, v0, a, gain, const, v_th, v_reset, zero_reset, hist, weight, delay,
+                                       True, store_v)
         step_events = spikes = None
         if compiled is not None:  # the whole loop in one compiled call
             x_all, z_all, v_all, spikes = compiled
         else:
+            w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
             x_all, z_all, v_all, step_events = _lif_forward_loop(inp, v0, a, gain, const, v_th, v_reset, hist,
                                                                  weight, w_scaled_t, delay, zero_reset, store_v,
                                                                  events)
@@ -269,9 +269,12 @@ def _kernel_vectors(batch: int, n: int, recurrent: bool, *tensors: Optional[Tens
 
 def _lif_kernel_forward(inp: Tensor, v0: Tensor, a: Tensor, gain: Tensor, const: Tensor, v_th: Tensor,
                         v_reset: Tensor, zero_reset: bool, hist: Optional[Tensor], weight: Optional[Tensor],
-                        w_scaled_t: Optional[Tensor], delay: int, store_x: bool, store_v: bool
+                        delay: int, store_x: bool, store_v: bool
                         ) -> Optional[tuple[Optional[Tensor], Tensor, Tensor, RowEvents]]:
     """:func:`.kernels.lif_forward` where the kernels apply (else None): ``(x - v_th or None, z, v, spikes)``.
+
+    The kernel's table ``W'^T = (diag(gain) W)^T`` is written contiguous in one pass (one ``[n_pre, n]``
+    buffer; the product and then a contiguous copy of its transpose would take two).
 
     ``v`` is ``[T, B, n]`` with ``store_v``, else the last step ``[1, B, n]``; ``spikes`` are the events of ``z``
     as ``[T*B, n]``, also attached to ``z`` (:func:`~.events.attach_events`) for the projections that read it.
@@ -281,9 +284,13 @@ def _lif_kernel_forward(inp: Tensor, v0: Tensor, a: Tensor, gain: Tensor, const:
                               v_th=v_th, reset=(v_reset - v_th) if zero_reset else v_th)
     if vectors is None:
         return None
+    table = None
+    if weight is not None:
+        w = weight.detach()
+        table = torch.mul(w.t(), gain.detach().expand(n), out=torch.empty(w.shape[1], n, dtype=w.dtype))
     x_all, z_all, v_all, v_last, (ptr, cols) = kernels.lif_forward(
         inp, v0, vectors["a"], vectors["gain"], vectors["const"], vectors["reset"], vectors["v_th"], zero_reset,
-        hist, w_scaled_t, delay, store_x, store_v)
+        hist, table, delay, store_x, store_v)
     spikes = RowEvents(ptr, cols, None, n)
     attach_events(z_all, spikes)
     return x_all, z_all, (v_all if store_v else v_last), spikes
@@ -598,11 +605,11 @@ def _lif_forward_nograd(drive: Tensor, v0: Tensor, a: Tensor, v_leak: Tensor, r:
     gain = (1.0 - a) * r
     inp = drive if bias is None else drive + bias
     const = (1.0 - a) * (v_leak - v_th)
-    w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
-    compiled = _lif_kernel_forward(inp, v0, a, gain, const, v_th, v_reset, zero_reset, hist, weight, w_scaled_t,
-                                   delay, False, keep_v)
+    compiled = _lif_kernel_forward(inp, v0, a, gain, const, v_th, v_reset, zero_reset, hist, weight, delay, False,
+                                   keep_v)
     if compiled is not None:  # the whole loop in one compiled call
         return compiled[1], compiled[2]
+    w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
     # C for all steps at once (one vectorised pass; LIFScan.forward computes C_t per step into x to save a
     # [T, B, n] buffer), into the memory of a temporary of ours (or one given away by the caller) if there is one
     c_all = torch.addcmul(const, inp, gain, out=None if inp is drive and not overwrite_drive else inp)

@@ -395,10 +395,9 @@ class IFScan(torch.autograd.Function):
         recurrent = weight is not None
         shape = (batch, n)
         inp = drive if bias is None else drive + bias
-        w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
         # IF is the LIF recurrence with a = 1 and no leak: x - v_th = (v - v_th) + g*I, run by the LIF kernel
         compiled = _lif_kernel_forward(inp, v0, torch.ones_like(gain), gain, torch.zeros_like(gain), v_th, v_reset,
-                                       zero_reset, hist, weight, w_scaled_t, delay, ctx is not None, keep_v)
+                                       zero_reset, hist, weight, delay, ctx is not None, keep_v)
         if compiled is not None:  # the whole loop in one compiled call; x is kept shifted, x - v_th
             x_shift, z_all, v_all, spikes = compiled
             if ctx is not None:
@@ -409,6 +408,7 @@ class IFScan(torch.autograd.Function):
                 ctx.save_for_backward(x_shift, z_all, drive if ctx.needs_input_grad[2] else None, hist, weight,
                                       bias, gain, v_th, v_reset)
             return z_all, v_all
+        w_scaled_t = (gain.unsqueeze(-1) * weight).t() if recurrent else None
         z_all = torch.empty_like(drive)
         x_all = torch.empty_like(drive) if ctx is not None else None
         v_all = torch.empty_like(drive) if keep_v else None
