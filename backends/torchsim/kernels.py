@@ -4,13 +4,12 @@ A scan's time loop is inherently sequential, and at the sizes of typical SNN
 training (``[B, n]`` = ``[64, 128]`` per step) each PyTorch operation in the
 loop costs more to dispatch (~3-5 us) than to compute: the LIF forward takes
 ~4 operations per step and its backward ~8.  These kernels run the same
-recurrences as :mod:`.scan` in one compiled call (the backward with a
-self-projection: one call per step beside the step's GEMM), with each row's
-state in cache.  Measured in SHD-shaped training steps here (2026-11-23, 2
-threads, float32; ``kernels.disabled()`` against the kernels, same process),
-the LIF scan's forward + backward took 5.2 against 10.9 ms at
-``[100, 64, 128]`` and 39.6 against 76.9 ms with a self-projection at
-``[250, 32, 256]``.
+recurrences as :mod:`.scan` in one compiled call each, with each row's state
+in cache.  Measured in whole SHD-shaped training steps here (2026-11-23, 2
+threads, float32, ``[100, 64, 128]``, ``kernels.disabled()`` against the
+kernels in the same process, medians of 10): LIF 14.9 against 28.8 ms with a
+self-projection and 10.5 against 20.4 without; ALIF 20.9 against 61.0 and
+18.4 against 42.7; IF 19.3 against 40.8 and 13.7 against 28.3.
 
 The kernels compute the operations of the PyTorch loops they replace in the
 same order per element, so they agree with them up to rounding (the recurrent
@@ -18,6 +17,22 @@ product is summed in another order, from the events of the binary spikes, and
 LLVM may contract a multiply-add); ``tests/test_kernels.py`` and
 ``tests/test_fast_paths.py`` check them against the loops and the step-by-step
 reference.
+
+**Writing a kernel that vectorizes.**  Two rules, each worth 2-6x here:
+
+* *one array written per inner loop.*  LLVM vectorizes a loop over arrays
+  that may alias only behind runtime overlap checks, and gives up beyond ~8
+  of them: a loop writing the membrane, the spikes and the state stayed
+  scalar (the LIF forward's elementwise part took 2.6 against 0.4 ms split
+  into one loop per written array);
+* *IEEE division* (``error_model="numpy"``): numba's default raises
+  ``ZeroDivisionError``, a branch per division that keeps the loop scalar
+  (the surrogate's ``1 / (1 + k|x|)^2``: the feed-forward backward took 1.4
+  against 0.8 ms).
+
+The spikes and input events are listed through byte flags (one vectorized
+comparison per row) packed 8 at a time into a 64-bit mask with one multiply,
+whose set bits are visited with ``trailing_zeros`` (:func:`_append_flagged`).
 
 * :func:`lif_forward`: the LIF recurrence of :class:`.scan.LIFScan`, with the
   population's delayed self-projection.  Its product ``z_{t-d} W'^T`` is summed
@@ -29,29 +44,35 @@ reference.
 * :func:`lif_backward_detached`: the fused backward of a detached reset (the
   backend's default), ``gz_t = dL/dz_t + (dL/dI_{t+d}) W``,
   ``G_t = gz_t psi(x_t) + (dL/dv_t + a G_{t+1})(1 - z_t | 1)``, ``dL/dI_t = G_t (1-a) r``.
-  ``dL/dI`` is dense, so its self-projection term stays a torch GEMM per step
-  (the rest of each step is one compiled call).
+  ``dL/dI`` is dense, so its self-projection term is a GEMM per step, called
+  from the kernel on torch's own BLAS (:data:`TORCH_BLAS`).
 * IF populations (:class:`.scan_rate.IFScan`) run on :func:`lif_forward` and
   :func:`lif_backward_detached` with ``a = 1`` and no leak.
 * :func:`alif_forward` / :func:`alif_backward_detached`: the same for the ALIF
   scan (adaptive threshold; the backward carries the adaptation's adjoint).
-  A recurrent ALIF training step at ``[100, 64, 128]`` took 39.9 against
-  127.6 ms on the loops (feed-forward 26.3 against 42.6 ms).
 * :func:`linear_forward` / :func:`linear_backward`: ``y_t = u_t + k y_{t-1}``
   (LI readouts, synaptic currents) and its adjoint ``g_t = dL/dy_t + k g_{t+1}``.
 * :func:`row_events` / :func:`by_column`: the nonzero entries of a spike
   matrix, row by row in one pass, and ordered by column with a counting sort
   (the event-driven input projection, :class:`.events.RowEvents`).
 
-**Threads.**  The kernels run on the calling thread.  Two ways of running them
-on both cores were measured and lost here: numba's OpenMP layer loads a second
-OpenMP runtime beside torch's, and a split of the batch over Python threads
-(the kernels release the GIL) competes with torch's OpenMP worker, which keeps
-spinning for milliseconds after each parallel torch operation; either way the
-kernel took as long as on one thread or longer, and the torch operations
-around it slowed down.  A kernel calling a multi-threaded BLAS inside was
-several-fold slower for the same reason (so the backward's per-step GEMM is
-torch's).
+The rate scans (Wilson-Cowan, rate units) are not compiled: their activation
+(``exp``/``tanh`` per entry and step) has no vectorized form in numba without
+Intel's SVML, and a scalar ``exp`` per entry costs more than the PyTorch
+loop's dispatch it would save.
+
+**Threads.**  The kernels run on the calling thread, and the backward's
+per-step GEMM is torch's own BLAS, which runs on torch's OpenMP threads (MKL
+in the x86 wheels).  Other ways of using both cores were measured and lost
+here: numba's OpenMP layer loads a second OpenMP runtime beside torch's, and a
+split of the batch over Python threads (the kernels release the GIL) competes
+with torch's OpenMP worker, which keeps spinning after each parallel torch
+operation; either way the kernel took as long as on one thread or longer, and
+the torch operations around it slowed down.  A second BLAS with threads of its
+own inside a kernel was several-fold slower for the same reason.  (Running a
+kernel's batch halves inside a parallel region of torch's own OpenMP runtime,
+``GOMP_parallel`` with a compiled body, did use both cores: a prototype of the
+recurrent backward took 2.3 against ~3.8 ms; it is not used yet.)
 
 They are used only for CPU tensors of float32 or float64 whose per-neuron
 parameters broadcast to ``[n]``, when numba is installed and the kernels are
@@ -60,8 +81,8 @@ enabled (:func:`enabled`; the environment variable ``NTGRAPH_KERNELS=0`` or
 otherwise the scans run their PyTorch loops.  The first call of each kernel
 per dtype compiles it, and numba caches it on disk next to this file (or in its
 user cache when that folder is read-only): measured here, the first SHD training
-step after installing took 8.6 s, and 2.5 s in later processes (numba's import
-and the cache loads included).
+step after installing took 9.0 s, and 1.0 s in later processes (the cache loads
+included).
 """
 
 from __future__ import annotations
@@ -220,19 +241,20 @@ if numba is not None:
 
     @njit(inline="always", error_model="numpy")
     def _gemm_rows(c, a, w, blas, scalars):  # pragma: no cover - compiled
-        """``c = beta c + a @ w`` (``[R, N] = [R, K] @ [K, N]``, C-contiguous, one dtype) by torch's BLAS.
+        """``c = beta c + a @ op(w)`` (C-contiguous, one dtype; ``op(w)`` is ``w`` or ``w^T``) by torch's BLAS.
 
-        In column-major terms ``c^T = w^T a^T``: ``gemm('N', 'N', N, R, K, 1, w, N, a, K, beta, c, N)``.
-        ``blas`` is int32 ``[N, R, K, ord('N')]`` and ``scalars`` ``[1, beta]`` in the data's dtype, both
-        owned by the caller (they are passed by address and must outlive the call).
+        In column-major terms ``c^T = op(w)^T a^T``: ``gemm(opw, 'N', N, R, K, 1, w, ldw, a, K, beta, c, N)``
+        with ``blas`` int32 ``[N, R, K, ldw, ord(opw), ord('N')]`` (:func:`_gemm_arguments`) and ``scalars``
+        ``[1, beta]`` in the data's dtype, both owned by the caller (they are passed by address and must
+        outlive the call).
         """
         d = blas.ctypes.data
         s = scalars.ctypes.data
         if c.itemsize == 4:
-            _sgemm(d + 12, d + 12, d, d + 4, d + 8, s, w.ctypes.data, d, a.ctypes.data, d + 8, s + 4,
+            _sgemm(d + 16, d + 20, d, d + 4, d + 8, s, w.ctypes.data, d + 12, a.ctypes.data, d + 8, s + 4,
                    c.ctypes.data, d)
         else:
-            _dgemm(d + 12, d + 12, d, d + 4, d + 8, s, w.ctypes.data, d, a.ctypes.data, d + 8, s + 8,
+            _dgemm(d + 16, d + 20, d, d + 4, d + 8, s, w.ctypes.data, d + 12, a.ctypes.data, d + 8, s + 8,
                    c.ctypes.data, d)
 
     @njit(inline="always", error_model="numpy")
@@ -751,10 +773,12 @@ def lif_backward_detached(x_all: Tensor, grad_z: Optional[Tensor], grad_v: Optio
     return (g_all if store_g else None), gi, g
 
 
-def _gemm_arguments(rows: int, k: int, cols: int, accumulate: bool, dtype: np.dtype
+def _gemm_arguments(rows: int, k: int, cols: int, accumulate: bool, dtype: np.dtype, transposed: bool = False
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """The ``blas`` and ``scalars`` arrays of :func:`_gemm_rows` for ``[rows, cols] (+)= [rows, k] @ [k, cols]``."""
-    return (np.array([cols, rows, k, ord("N")], dtype=np.int32),
+    """The ``blas`` and ``scalars`` arrays of :func:`_gemm_rows` for ``[rows, cols] (+)= [rows, k] @ w``, with
+    ``w`` ``[k, cols]``, or ``[cols, k]`` used transposed (``transposed``)."""
+    return (np.array([cols, rows, k, k if transposed else cols, ord("T" if transposed else "N"), ord("N")],
+                     dtype=np.int32),
             np.array([1.0, 1.0 if accumulate else 0.0], dtype=dtype))
 
 
