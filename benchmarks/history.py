@@ -14,17 +14,24 @@ as the suite times each implementation in its own subprocess minutes apart) --
 ntgraph's median step time and its ratio to the fastest peer's median, one row
 per run in date order (then file name).
 
-A run is flagged against the previous run of the same workload when
+A run is flagged against its *baseline*, the median of the previous ``BASELINE_RUNS`` (3) runs of the
+same workload, when
 
 * ``ratio``: ntgraph's ratio to the fastest peer grew by more than the
-  threshold (10% by default), ``ratio_new > 1.10 * ratio_prev``.  The ratio is
-  the load-robust quantity: load slows every implementation alike, to first
-  order;
+  threshold (10% by default), ``ratio_new > 1.10 * median(previous ratios)``.
+  The ratio is the load-robust quantity: load slows every implementation
+  alike, to first order;
 * ``median``: ntgraph's absolute median grew by more than the threshold,
-  ``median_new > 1.10 * median_prev``, and the two runs' 1-minute load averages
-  at start differ by at most ``--load-tolerance`` (0.5 by default).  With
-  loads further apart the absolute times are not comparable and no median flag
-  is raised (the table says so).
+  ``median_new > 1.10 * median(previous medians)``, over the previous runs
+  whose 1-minute load average at start is within ``--load-tolerance`` (0.5 by
+  default) of this run's.  Without such a run the absolute times are not
+  comparable and no median flag is raised (the table says so).
+
+The median of three makes one run's luck, in either direction, neither a
+flag nor the yardstick of the next run: on this shared machine repeats of the
+same code moved the ratio by up to ~15% from run to run, and a comparison with
+the previous run alone flagged such repeats.  A lasting regression is flagged
+from its first run on, until it is the majority of the window.
 
     .venv/bin/python benchmarks/history.py            # regenerate HISTORY.md
     .venv/bin/python benchmarks/history.py --check    # also exit 1 if the newest run is flagged
@@ -40,6 +47,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +64,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 HISTORY_NAME = "HISTORY.md"
 THRESHOLD = 0.10
 LOAD_TOLERANCE = 0.5
+#: Previous runs whose median is a run's baseline.
+BASELINE_RUNS = 3
 
 __all__ = ["Run", "Entry", "parse_interleaved_json", "parse_interleaved_md", "parse_suite_json",
            "collect", "flag_history", "render", "main"]
@@ -91,7 +101,8 @@ class Run:
 
 @dataclass
 class Entry:
-    """A run with its change against the previous run of the same workload (``None`` for the first)."""
+    """A run with its changes against its baseline, the median of the previous runs of its workload
+    (``None`` for the first run)."""
 
     run: Run
     ratio_change: Optional[float] = None
@@ -194,26 +205,33 @@ def collect(results: Path) -> list[Run]:
 
 
 def flag_history(runs: Sequence[Run], threshold: float = THRESHOLD,
-                 load_tolerance: float = LOAD_TOLERANCE) -> dict[tuple, list[Entry]]:
-    """Group runs by workload (in the given order) and flag each against the previous run of its workload.
+                 load_tolerance: float = LOAD_TOLERANCE,
+                 baseline_runs: int = BASELINE_RUNS) -> dict[tuple, list[Entry]]:
+    """Group runs by workload (in the given order) and flag each against its baseline: the median of the
+    previous ``baseline_runs`` runs of its workload (see the module docstring).
 
-    ``ratio`` flag: ``ratio_new > (1 + threshold) * ratio_prev``.  ``median`` flag:
-    ``median_new > (1 + threshold) * median_prev`` and ``|load_new - load_prev| <= load_tolerance``.
+    ``ratio`` flag: ``ratio_new > (1 + threshold) * median(previous ratios)``.  ``median`` flag:
+    ``median_new > (1 + threshold) * median(previous medians at a load within load_tolerance)``.
     """
     out: dict[tuple, list[Entry]] = {}
     for run in runs:
         history = out.setdefault(run.key, [])
         entry = Entry(run)
-        if history:
-            prev = history[-1].run
-            if run.ratio is not None and prev.ratio:
-                entry.ratio_change = run.ratio / prev.ratio - 1.0
-                if run.ratio > (1.0 + threshold) * prev.ratio:
+        window = [e.run for e in history[-baseline_runs:]]
+        if window:
+            ratios = [r.ratio for r in window if r.ratio]
+            if run.ratio is not None and ratios:
+                base = statistics.median(ratios)
+                entry.ratio_change = run.ratio / base - 1.0
+                if run.ratio > (1.0 + threshold) * base:
                     entry.flags.append(f"ratio +{100 * entry.ratio_change:.0f}%")
-            entry.median_change = run.median_ms / prev.median_ms - 1.0
-            entry.loads_comparable = (run.load is not None and prev.load is not None
-                                      and abs(run.load - prev.load) <= load_tolerance)
-            if entry.loads_comparable and run.median_ms > (1.0 + threshold) * prev.median_ms:
+            comparable = [r.median_ms for r in window
+                          if run.load is not None and r.load is not None and abs(run.load - r.load) <= load_tolerance]
+            entry.loads_comparable = bool(comparable)
+            # without a comparable load the change is shown against all previous medians, never flagged
+            base = statistics.median(comparable or [r.median_ms for r in window])
+            entry.median_change = run.median_ms / base - 1.0
+            if comparable and run.median_ms > (1.0 + threshold) * base:
                 entry.flags.append(f"median +{100 * entry.median_change:.0f}%")
         history.append(entry)
     return out
@@ -241,7 +259,7 @@ def _pct(v: Optional[float]) -> str:
 
 
 def render(history: dict[tuple, list[Entry]], threshold: float = THRESHOLD,
-           load_tolerance: float = LOAD_TOLERANCE) -> str:
+           load_tolerance: float = LOAD_TOLERANCE, baseline_runs: int = BASELINE_RUNS) -> str:
     """The markdown of HISTORY.md: a summary of flagged newest runs, then one table per workload."""
     t, lt = f"{100 * threshold:.0f}%", f"{load_tolerance:g}"
     lines = [
@@ -249,13 +267,16 @@ def render(history: dict[tuple, list[Entry]], threshold: float = THRESHOLD,
         "",
         "Generated by `.venv/bin/python benchmarks/history.py` from the results files in this folder; do not edit.",
         "Median is ntgraph's median step time (ms); ratio is that median over the fastest peer's median in the "
-        "same run (below 1: ntgraph is faster).  Runs are in date order; each is compared with the previous "
-        "run of the same workload (same T, B, H, network, mode, thread count and timing method).",
+        "same run (below 1: ntgraph is faster).  Runs are in date order; each is compared with its baseline, "
+        f"the median of the previous {baseline_runs} runs of the same workload (same T, B, H, network, mode, "
+        "thread count and timing method), so that one lucky or unlucky run neither raises a flag nor becomes "
+        "the next run's yardstick.",
         "",
-        f"Flags: **ratio** when the ratio grew by more than {t} (load-robust: load slows every implementation "
-        f"alike, to first order); **median** when the absolute median grew by more than {t} *and* the two runs' "
-        f"1-minute load averages at start differ by at most {lt} (column `loads`: `yes`/`no`; with `no` the "
-        "absolute times are not comparable and no median flag is raised).  Suite runs time each implementation "
+        f"Flags: **ratio** when the ratio grew by more than {t} over the baseline (load-robust: load slows every "
+        f"implementation alike, to first order); **median** when the absolute median grew by more than {t} over "
+        f"the median of those previous runs whose 1-minute load average at start is within {lt} of this run's "
+        "(column `loads`: `yes`/`no`; with `no` there is none, the change is shown against all of them and no "
+        "median flag is raised).  Suite runs time each implementation "
         "in its own subprocess minutes apart and were taken on a loaded machine: their ratios are noisier than "
         "the interleaved runs'.",
         "",
@@ -302,14 +323,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--threshold", type=float, default=THRESHOLD, help="relative slow-down flagged (0.10: 10%%)")
     parser.add_argument("--load-tolerance", type=float, default=LOAD_TOLERANCE,
                         help="largest difference of 1-minute load averages for which absolute medians are compared")
+    parser.add_argument("--baseline-runs", type=int, default=BASELINE_RUNS,
+                        help="previous runs whose median is a run's baseline (1: the previous run alone)")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 when the newest run (newest results file) is flagged in any workload "
                              "(the table is written too)")
     args = parser.parse_args(argv)
-    history = flag_history(collect(args.results), args.threshold, args.load_tolerance)
+    if args.baseline_runs < 1:
+        parser.error(f"--baseline-runs {args.baseline_runs}: expected at least 1 (the previous run)")
+    history = flag_history(collect(args.results), args.threshold, args.load_tolerance, args.baseline_runs)
     out = args.out or args.results / HISTORY_NAME
     with atomic_write(out, "w", encoding="utf-8") as fh:
-        fh.write(render(history, args.threshold, args.load_tolerance))
+        fh.write(render(history, args.threshold, args.load_tolerance, args.baseline_runs))
     flagged = newest_flagged(history)
     print(f"wrote {out}: {sum(len(v) for v in history.values())} runs of {len(history)} workloads; "
           f"the newest run, {newest_source(history)}, is flagged in {len(flagged)} workload(s)")

@@ -112,6 +112,7 @@ def _run(source: str, date: str, load, median: float, ratio, mode: str = "train"
 
 
 def test_flags_ratio_and_median_against_previous_run_of_same_workload() -> None:
+    """With a baseline of one run (``baseline_runs=1``) each run is compared with the previous one."""
     runs = [
         _run("1", "d1", 1.0, 100.0, 0.50),
         _run("2", "d2", 1.2, 109.0, 0.549),   # +9% median, +9.8% ratio: below 10%, no flag
@@ -121,7 +122,7 @@ def test_flags_ratio_and_median_against_previous_run_of_same_workload() -> None:
         _run("1", "d1", 1.0, 10.0, 0.50, mode="infer"),   # another workload: first run, no comparison
         _run("s", "d0", 1.0, 10.0, 0.10, method="suite"),  # suite runs are not compared with interleaved ones
     ]
-    h = history.flag_history(runs)
+    h = history.flag_history(runs, baseline_runs=1)
     train = h[(100, 64, 128, "rec", "train", 2, "interleaved")]
     assert [e.flags for e in train] == [[], [], ["ratio +28%", "median +15%"], [], ["median +20%"]]
     assert train[1].ratio_change == pytest.approx(0.098, abs=1e-12)
@@ -136,6 +137,24 @@ def test_threshold_and_load_tolerance_are_parameters() -> None:
     assert history.flag_history(runs)[runs[0].key][1].flags == []
     flags = history.flag_history(runs, threshold=0.05, load_tolerance=1.0)[runs[0].key][1].flags
     assert flags == ["ratio +6%", "median +6%"]
+
+
+def test_baseline_is_the_median_of_the_previous_three_runs() -> None:
+    """One lucky or unlucky run neither raises a flag nor becomes the yardstick; a lasting regression is
+    flagged until it is the majority of the window."""
+    ratios = [0.40, 0.40, 0.30, 0.40, 0.43, 0.50, 0.50, 0.50]
+    runs = [_run(str(i), f"d{i}", 1.0, 100.0 * r / 0.4, r) for i, r in enumerate(ratios)]
+    entries = history.flag_history(runs)[runs[0].key]
+    # baselines (median of the previous three ratios): -, 0.40, 0.40, 0.40, 0.40, 0.40, 0.43, 0.50
+    assert [e.flags != [] for e in entries] == [False, False, False, False, False, True, True, False]
+    assert entries[3].ratio_change == pytest.approx(0.0, abs=1e-12)  # the lucky 0.30 is not the yardstick
+    assert entries[5].flags == ["ratio +25%", "median +25%"]           # 0.50 over median(0.30, 0.40, 0.43)
+    assert entries[6].ratio_change == pytest.approx(0.50 / 0.43 - 1.0, rel=1e-12)  # median(0.40, 0.43, 0.50)
+    # only runs at a comparable load enter the median's baseline
+    loaded = [_run("a", "d1", 1.0, 100.0, 0.4), _run("b", "d2", 3.0, 300.0, 0.4), _run("c", "d3", 1.2, 112.0, 0.4)]
+    last = history.flag_history(loaded)[loaded[0].key][2]
+    assert last.loads_comparable and last.flags == ["median +12%"]
+    assert last.median_change == pytest.approx(0.12, rel=1e-12)
 
 
 def test_unknown_load_or_ratio_raises_no_flag() -> None:
@@ -154,11 +173,17 @@ def test_check_exit_code_follows_newest_file(tmp_path: Path) -> None:
     text = out.read_text()
     assert "The newest run, `2.md`, regresses in 1 workload(s)" in text
     assert "| 2026-11-23 14:00 | 2.md | 1.00 | 40.0 | +0% | 0.50 | +25% | yes | **ratio +25%** |" in text
-    # a newer run that does not regress: the check passes; the old flag stays in the table
+    # the regression lasts: still flagged against median(0.40, 0.50) = 0.45, +11%
     (tmp_path / "3.md").write_text(_md("2026-11-23 15:00 UTC", 1.0, rows_bad))
+    assert history.main(["--results", str(tmp_path), "--out", str(out), "--check"]) == 1
+    # now the majority of the window: median(0.40, 0.50, 0.50) = 0.50, not flagged; the old flags stay
+    (tmp_path / "3b.md").write_text(_md("2026-11-23 15:30 UTC", 1.0, rows_bad))
     assert history.main(["--results", str(tmp_path), "--out", str(out), "--check"]) == 0
-    assert "**ratio +25%**" in out.read_text()
+    assert "**ratio +25%**" in out.read_text() and "**ratio +11%**" in out.read_text()
     # without --check the exit code is 0 even when the newest run regresses
     (tmp_path / "4.md").write_text(_md("2026-11-23 16:00 UTC", 1.0, [("rec-train", "ntgraph", 1.0, 60.0, "**0.60**")]))
     assert history.main(["--results", str(tmp_path), "--out", str(out)]) == 0
     assert history.main(["--results", str(tmp_path), "--out", str(out), "--check"]) == 1
+    # the baseline needs at least the previous run
+    with pytest.raises(SystemExit):
+        history.main(["--results", str(tmp_path), "--out", str(out), "--baseline-runs", "0"])
