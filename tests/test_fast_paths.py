@@ -245,6 +245,48 @@ def test_alif_scan_with_recurrence(monkeypatch, scan_implementation, surrogate, 
     assert_same(g, runs)
 
 
+@pytest.mark.parametrize("detach_reset", [True, False], ids=["detached", "attached"])
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+@pytest.mark.parametrize("surrogate", [FastSigmoid(), ArcTan(), Triangle()], ids=["fast_sigmoid", "arctan", "triangle"])
+def test_cuba_scan_with_recurrence(monkeypatch, scan_implementation, surrogate, reset, detach_reset):
+    """CubaLIF with a delayed, biased dense self-projection: the compiled CubaScan (the recurrent spikes enter the
+    synaptic current) where the kernels apply with a detached reset, else the step loop; both against the
+    reference, every recorded variable (spikes, current, membrane) and the final state in the loss."""
+    g = ntg.Graph("cuba", seed=8)
+    g.input("x", 10)
+    n = 15
+    g.population("h", ntg.CubaLIF(tau_mem=np.linspace(3e-3, 15e-3, n), tau_syn=np.linspace(2e-3, 6e-3, n),
+                                  v_th=0.5, v_leak=0.05, v_reset=-0.1, r=2.0, reset=reset), n)
+    g.dense("x", "h", scale=3.0)
+    g.dense("h", "h", scale=1.5, delay=1 + 2 * (reset == "zero"), bias=np.full(n, 0.2))
+    g.population("o", ntg.LI(tau_mem=5e-3), 3)
+    g.dense("h", "o")
+    g.output("y", "o")
+    model = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64)
+    assert [(grp.kind, grp.self_proj) for grp in plan_groups(model)] == [("cuba", ("h->h", 1 + 2 * (reset == "zero"))),
+                                                                        ("li", None)]
+    calls = []
+    original = kernels.cuba_forward
+    monkeypatch.setattr(kernels, "cuba_forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    xs = {"x": (np.random.default_rng(4).random((35, 4, 10)) < 0.35).astype(np.float64)}
+    runs = run_both(g, xs, seed=5, surrogate=surrogate, detach_reset=detach_reset)
+    assert len(calls) == (scan_implementation == "kernels" and detach_reset)  # else the step loop
+    assert 20 < runs[1][1]["h.spikes"].sum() < 0.5 * runs[1][1]["h.spikes"].numel()
+    assert_same(g, runs)
+
+
+def test_cuba_with_learnable_time_constants_keeps_the_step_loop():
+    """The compiled CubaScan has no parameter gradients: learnable CubaLIF parameters plan the step loop."""
+    g = ntg.Graph("cuba", seed=8)
+    g.input("x", 4)
+    g.population("h", ntg.CubaLIF(tau_mem=0.01, tau_syn=0.005), 5, learnable=("tau_syn",))
+    g.dense("x", "h")
+    g.dense("h", "h")
+    g.output("s", "h")
+    model = ntg.compile(g, "torch", dt=1e-3, dtype=torch.float64)
+    assert [grp.kind for grp in plan_groups(model)] == ["steps"]
+
+
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
 def test_linear_scans_with_learnable_parameters(reset):
     """CubaLIF (current as a linear scan, then the LIF scan) and LI readouts, every parameter learnable."""

@@ -133,7 +133,7 @@ def _load_torch_blas() -> bool:
 TORCH_BLAS = _load_torch_blas()
 
 __all__ = ["enabled", "disabled", "pays", "usable", "param_vector", "surrogate_code", "lif_forward",
-           "lif_backward_detached", "alif_forward", "alif_backward_detached", "linear_forward", "linear_backward",
+           "lif_backward_detached", "cuba_forward", "cuba_backward_detached", "alif_forward", "alif_backward_detached", "linear_forward", "linear_backward",
            "row_events", "by_column", "KERNEL_MAX_STEP_ELEMENTS"]
 
 #: The scans without a self-projection use the kernels only while a step's ``[B, n]`` has fewer entries than this;
@@ -317,8 +317,13 @@ if numba is not None:
 
     @njit(**_JIT)
     def _lif_forward(inp, s0, a, gain, const, reset, v_th, zero_reset, hist, wt, delay,
-                     x_out, z_out, v_out, s_last, store_x, store_v, ptr, cols):  # pragma: no cover - compiled
+                     x_out, z_out, v_out, s_last, store_x, store_v, ptr, cols, syn_decay, i0,
+                     i_out):  # pragma: no cover - compiled
         """See :func:`lif_forward`; returns the number of spikes, or -1 if ``cols`` is too small (nothing is valid).
+
+        With a synaptic current (``syn_decay`` not empty: CubaLIF, :func:`cuba_forward`) the input and the
+        self-projection's product go into ``i_t = syn_decay i_{t-1} + inp_t + z_{t-d} W'^T`` (``i_out``, from
+        ``i0``), and the membrane takes ``i_t`` as its input.
 
         The spikes are appended, as they are computed, to the row-wise event
         list ``(ptr, cols)`` of ``z`` as a ``[T*B, n]`` matrix (row ``t*B + b``).
@@ -329,6 +334,7 @@ if numba is not None:
         """
         steps, rows, n = inp.shape
         recurrent = wt.shape[0] > 0
+        synaptic = syn_decay.shape[0] > 0
         capacity = cols.shape[0]
         s = s0.copy()
         scratch = np.empty(n, inp.dtype)
@@ -341,10 +347,20 @@ if numba is not None:
                 ptr[t * rows + b] = count  # first, as the end of row t*B + b - 1 (read below when d*B == 1)
                 row = inp[t, b]
                 x = x_out[t, b] if store_x else scratch  # the pre-reset membrane is computed in place
-                for k in range(n):
-                    x[k] = const[k] + row[k] * gain[k]
-                if recurrent:
-                    _add_recurrent(x, t, b, rows, delay, ptr, cols, wt, hist)
+                if synaptic:
+                    cur = i_out[t, b]
+                    prev = i_out[t - 1, b] if t > 0 else i0[b]
+                    for k in range(n):
+                        cur[k] = syn_decay[k] * prev[k] + row[k]
+                    if recurrent:
+                        _add_recurrent(cur, t, b, rows, delay, ptr, cols, wt, hist)
+                    for k in range(n):
+                        x[k] = const[k] + cur[k] * gain[k]
+                else:
+                    for k in range(n):
+                        x[k] = const[k] + row[k] * gain[k]
+                    if recurrent:
+                        _add_recurrent(x, t, b, rows, delay, ptr, cols, wt, hist)
                 zr = z_out[t, b]
                 sr = s[b]
                 # One array written per loop, with selects: LLVM vectorizes such loops (a loop writing several
@@ -510,17 +526,22 @@ if numba is not None:
 
     @njit(inline="always", error_model="numpy")
     def _backward_step(t, x_all, gz, grad_v, v_from, a, gain, kind, c, zero_reset, gi_out, g, g_out, store_g,
-                       gv):  # pragma: no cover - compiled
+                       gv, syn):  # pragma: no cover - compiled
         """Step ``t`` of the backward for all rows, given ``gz`` = the total ``dL/dz_t`` ``[B, n]``::
 
             gv = (dL/dv_t + a G_{t+1}) (1 - z_t | 1);   G_t = gz psi(x_t) + gv;   dL/dI_t = G_t gain
 
         ``g`` holds ``G_{t+1}`` on entry and ``G_t`` on exit; the spikes are
-        recomputed as ``x > 0``.  Simple loops with selects, so LLVM vectorizes them.
+        recomputed as ``x > 0``.  With a synaptic current (``syn`` from
+        :func:`_synapse_arrays`, not empty: CubaLIF) the membrane's input is
+        ``i_t`` and ``H_t = dL/di_t = G_t gain + b H_{t+1} (+ dL/di_t direct)``
+        (``syn.h``: ``H_{t+1}``, then ``H_t``); ``dL/dI_t = H_t g_syn``.
         """
         rows, n = gz.shape
         direct = t >= v_from
         c0, c1 = c[0], c[1]
+        syn_decay, syn_gain, h, grad_i, i_from = syn
+        synaptic = syn_decay.shape[0] > 0
         for b in range(rows):  # one array written per loop (see _lif_forward)
             xr = x_all[t, b]
             gir = gi_out[t, b]
@@ -542,14 +563,25 @@ if numba is not None:
             else:
                 for k in range(n):
                     gr[k] = gzr[k] * _psi(kind, xr[k], c) + gv[k]
-            for k in range(n):
-                gir[k] = gr[k] * gain[k]
+            if synaptic:
+                hr = h[b]
+                for k in range(n):
+                    hr[k] = gr[k] * gain[k] + syn_decay[k] * hr[k]
+                if t >= i_from:
+                    gir_direct = grad_i[t - i_from, b]
+                    for k in range(n):
+                        hr[k] += gir_direct[k]
+                for k in range(n):
+                    gir[k] = hr[k] * syn_gain[k]
+            else:
+                for k in range(n):
+                    gir[k] = gr[k] * gain[k]
             if store_g:
                 g_out[t, b] = gr
 
     @njit(**_BLAS_JIT)
     def _lif_backward(x_all, grad_z, grad_v, v_from, a, gain, kind, c, zero_reset, gi_out, g_out, store_g,
-                      g, weight, delay, blas, scalars):  # pragma: no cover - compiled
+                      g, weight, delay, blas, scalars, syn):  # pragma: no cover - compiled
         """All steps of the backward: ``gz_t = dL/dz_t`` (zero if ``grad_z`` is empty) plus, with a
         self-projection (``weight`` not empty), ``(dL/dI_{t+d}) W`` by one BLAS GEMM per step
         (:func:`_gemm_rows`, ``scalars[1]`` = 1 with ``grad_z``, else 0)."""
@@ -560,6 +592,7 @@ if numba is not None:
         has_gz = grad_z.shape[0] > 0
         recurrent = weight.shape[0] > 0
         g[:] = 0.0
+        syn[2][:] = 0.0  # H after the last step (an empty array without a synaptic current)
         for t in range(steps - 1, -1, -1):
             gzt = grad_z[t] if has_gz else zeros
             if recurrent and t + delay < steps:
@@ -568,13 +601,14 @@ if numba is not None:
                 _gemm_rows(gz, gi_out[t + delay], weight, blas, scalars)
                 gzt = gz
             _backward_step(t, x_all, gzt, grad_v, v_from, a, gain, kind, c, zero_reset, gi_out, g, g_out, store_g,
-                           gv)
+                           gv, syn)
 
     @njit(**_JIT)
     def _lif_backward_one(t, x_all, gz, grad_v, v_from, a, gain, kind, c, zero_reset, gi_out, g_out, store_g,
-                          g, gv):  # pragma: no cover - compiled
+                          g, gv, syn):  # pragma: no cover - compiled
         """Step ``t`` of the backward (the caller computed ``gz``, with the self-projection term, by a GEMM)."""
-        _backward_step(t, x_all, gz, grad_v, v_from, a, gain, kind, c, zero_reset, gi_out, g, g_out, store_g, gv)
+        _backward_step(t, x_all, gz, grad_v, v_from, a, gain, kind, c, zero_reset, gi_out, g, g_out, store_g, gv,
+                       syn)
 
     @njit(**_JIT)
     def _row_events(x, ptr, cols, vals):  # pragma: no cover - compiled
@@ -676,6 +710,34 @@ def lif_forward(inp: Tensor, v0: Tensor, a: np.ndarray, gain: np.ndarray, const:
     when stored; ``(ptr, cols)`` are the events of ``z`` as a ``[T*B, n]`` matrix, row by row (int64; the
     spikes, listed as they were computed: see :class:`.events.RowEvents`).
     """
+    return _membrane_forward(inp, v0, a, gain, const, reset, v_th, zero_reset, hist, weight_t, delay, store_x,
+                             store_v, None)
+
+
+def cuba_forward(inp: Tensor, i0: Tensor, v0: Tensor, syn_decay: np.ndarray, a: np.ndarray, gain: np.ndarray,
+                 const: np.ndarray, reset: np.ndarray, v_th: np.ndarray, zero_reset: bool, hist: Optional[Tensor],
+                 weight_t: Optional[Tensor], delay: int, store_v: bool
+                 ) -> tuple[Tensor, Tensor, Tensor, Optional[Tensor], Tensor, tuple[Tensor, Tensor]]:
+    """The CubaLIF recurrence (:class:`.scan.CubaScan`): a synaptic current, then :func:`lif_forward`'s membrane::
+
+        i_t = syn_decay*i_{t-1} + U_t + z_{t-d} W'^T;   x_t = (const + i_t*gain) + a*s_{t-1};   z_t = H(x_t) ...
+
+    ``inp`` is ``U = g_syn (D + b)`` ``[T, B, n]``, ``i0`` ``[B, n]``, ``syn_decay`` ``[n]``; ``weight_t`` is
+    ``W'^T`` with ``W' = diag(g_syn) W``.  Returns ``(x, z, i, v or None, v_T [1, B, n], (ptr, cols))``.
+    """
+    steps, batch, n = inp.shape
+    i = torch.empty(steps, batch, n, dtype=inp.dtype)
+    x, z, v, v_last, events = _membrane_forward(inp, v0, a, gain, const, reset, v_th, zero_reset, hist, weight_t,
+                                                delay, True, store_v, (syn_decay, i0, i))
+    assert x is not None
+    return x, z, i, v, v_last, events
+
+
+def _membrane_forward(inp: Tensor, v0: Tensor, a: np.ndarray, gain: np.ndarray, const: np.ndarray,
+                      reset: np.ndarray, v_th: np.ndarray, zero_reset: bool, hist: Optional[Tensor],
+                      weight_t: Optional[Tensor], delay: int, store_x: bool, store_v: bool,
+                      synapse: Optional[tuple[np.ndarray, Tensor, Tensor]]) -> tuple:
+    """Run :func:`_lif_forward` (``synapse``: ``(syn_decay, i0, i_out)`` for CubaLIF, or None)."""
     steps, batch, n = inp.shape
     dtype = inp.dtype
     inp_np = _np(inp)
@@ -688,9 +750,14 @@ def lif_forward(inp: Tensor, v0: Tensor, a: np.ndarray, gain: np.ndarray, const:
         wt_np, hist_np = _np(weight_t), _np(hist)
     else:
         wt_np, hist_np = np.empty((0, n), dtype=inp_np.dtype), np.empty((0, batch, n), dtype=inp_np.dtype)
+    if synapse is None:
+        syn_decay, i0_np, i_np = (np.empty(0, dtype=inp_np.dtype), np.empty((0, n), dtype=inp_np.dtype),
+                                  np.empty((0, 0, n), dtype=inp_np.dtype))
+    else:
+        syn_decay, i0_np, i_np = synapse[0], _np(synapse[1].expand(batch, n)), synapse[2].numpy()
     events = _listing_spikes((steps, batch, n), lambda ptr, cols: _lif_forward(
         inp_np, s0.numpy(), a, gain, const, reset, v_th, zero_reset, hist_np, wt_np, delay, x.numpy(), z.numpy(),
-        v.numpy(), s_last.numpy(), store_x, store_v, ptr, cols))
+        v.numpy(), s_last.numpy(), store_x, store_v, ptr, cols, syn_decay, i0_np, i_np))
     v_last = (s_last + torch.from_numpy(v_th)).unsqueeze(0)
     return (x if store_x else None), z, (v if store_v else None), v_last, events
 
@@ -736,24 +803,63 @@ def lif_backward_detached(x_all: Tensor, grad_z: Optional[Tensor], grad_v: Optio
     second BLAS, with threads of its own, fought torch's OpenMP threads for the
     cores: several-fold slower.)
     """
+    g_all, gi, g, _ = _membrane_backward(x_all, grad_z, grad_v, a, gain, code, zero_reset, weight, delay, store_g,
+                                         None)
+    return g_all, gi, g
+
+
+def cuba_backward_detached(x_all: Tensor, grad_z: Optional[Tensor], grad_v: Optional[Tensor],
+                           grad_i: Optional[Tensor], syn_decay: np.ndarray, syn_gain: np.ndarray, a: np.ndarray,
+                           gain: np.ndarray, code: tuple[int, float, float], zero_reset: bool,
+                           weight: Optional[Tensor], delay: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The detached-reset CubaLIF backward (:class:`.scan.CubaScan`): :func:`lif_backward_detached`'s ``G`` with
+    the synaptic current's adjoint::
+
+        H_t = dL/di_t = G_t gain + syn_decay H_{t+1} (+ dL/di_t direct);   dL/dI_t = H_t g_syn
+        gz_t = dL/dz_t + (dL/dI_{t+d}) W
+
+    ``grad_i`` ``[T_i, B, n]`` covers the last ``T_i`` steps (or None).  Returns ``(dL/dI [T, B, n], G_0, H_0)``:
+    ``dL/dv0 = a G_0``, ``dL/di0 = syn_decay H_0``.
+    """
+    _, gi, g, h = _membrane_backward(x_all, grad_z, grad_v, a, gain, code, zero_reset, weight, delay, False,
+                                     (syn_decay, syn_gain, grad_i))
+    return gi, g, h
+
+
+def _membrane_backward(x_all: Tensor, grad_z: Optional[Tensor], grad_v: Optional[Tensor], a: np.ndarray,
+                       gain: np.ndarray, code: tuple[int, float, float], zero_reset: bool, weight: Optional[Tensor],
+                       delay: int, store_g: bool, synapse: Optional[tuple[np.ndarray, np.ndarray, Optional[Tensor]]]
+                       ) -> tuple[Optional[Tensor], Tensor, Tensor, Optional[Tensor]]:
+    """Run :func:`_lif_backward` (or, without torch's BLAS and with a self-projection, one compiled call per step
+    beside a torch GEMM); ``synapse``: ``(syn_decay, syn_gain, grad_i or None)`` for CubaLIF, or None.
+    Returns ``(G or None, dL/dI, G_0, H_0 or None)``."""
     steps, batch, n = x_all.shape
     dtype = x_all.dtype
     np_dtype = a.dtype
     gi = torch.empty(steps, batch, n, dtype=dtype)
     g_all = torch.empty(steps, batch, n, dtype=dtype) if store_g else torch.empty(0, 0, 0, dtype=dtype)
     g = torch.empty(batch, n, dtype=dtype)  # G_{t+1}, then G_t; G_0 at the end
-    gz_np = _np(grad_z) if grad_z is not None else np.empty((0, batch, n), dtype=np_dtype)
-    gv_np = _np(grad_v) if grad_v is not None else np.empty((0, batch, n), dtype=np_dtype)
+    empty = np.empty((0, batch, n), dtype=np_dtype)
+    gz_np = _np(grad_z) if grad_z is not None else empty
+    gv_np = _np(grad_v) if grad_v is not None else empty
     v_from = steps - gv_np.shape[0]
     consts = _constants(code, np_dtype)
     x_np, gi_np, g_all_np, g_np = _np(x_all), gi.numpy(), g_all.numpy(), g.numpy()
+    h = None
+    if synapse is None:
+        syn = (np.empty(0, dtype=np_dtype), np.empty(0, dtype=np_dtype), np.empty((0, n), dtype=np_dtype), empty, steps)
+    else:
+        h = torch.empty(batch, n, dtype=dtype)
+        gi_direct = _np(synapse[2]) if synapse[2] is not None else empty
+        syn = (synapse[0], synapse[1], h.numpy(), gi_direct, steps - gi_direct.shape[0])
     if weight is None or TORCH_BLAS:
         w_np = _np(weight) if weight is not None else np.empty((0, 0), dtype=np_dtype)
         blas, scalars = _gemm_arguments(batch, n, n, grad_z is not None, np_dtype)
         _lif_backward(x_np, gz_np, gv_np, v_from, a, gain, code[0], consts, zero_reset, gi_np, g_all_np, store_g,
-                      g_np, w_np, delay, blas, scalars)
-        return (g_all if store_g else None), gi, g
+                      g_np, w_np, delay, blas, scalars, syn)
+        return (g_all if store_g else None), gi, g, h
     g.zero_()
+    syn[2][:] = 0.0
     gz = torch.zeros(batch, n, dtype=dtype)
     gz_buf_np = gz.numpy()
     gv_tmp = np.empty(n, dtype=np_dtype)
@@ -769,8 +875,8 @@ def lif_backward_detached(x_all: Tensor, grad_z: Optional[Tensor], grad_v: Optio
         elif grad_z_rows is not None:
             gz.copy_(grad_z_rows[t])
         _lif_backward_one(t, x_np, gz_buf_np, gv_np, v_from, a, gain, code[0], consts, zero_reset, gi_np, g_all_np,
-                          store_g, g_np, gv_tmp)
-    return (g_all if store_g else None), gi, g
+                          store_g, g_np, gv_tmp, syn)
+    return (g_all if store_g else None), gi, g, h
 
 
 def _gemm_arguments(rows: int, k: int, cols: int, accumulate: bool, dtype: np.dtype, transposed: bool = False

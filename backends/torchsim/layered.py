@@ -17,7 +17,10 @@ as a whole ``[T, batch, n]`` trajectory:
   (the recurrent matmul inside the scan, a hand-written backward loop); an
   ALIF population without learnable parameters likewise as an
   :class:`~backends.torchsim.scan.ALIFScan`; an LI population or a CubaLIF
-  population without a self-projection as linear scans (+ a LIF scan); a
+  population without a self-projection as linear scans (+ a LIF scan), and one
+  without learnable parameters whose only self-projection is dense (delay >= 1)
+  as a compiled :class:`~backends.torchsim.scan_cuba.CubaScan` where the
+  compiled kernels apply (else its step loop); a
   Wilson-Cowan, rate-unit or IF population (learnable parameters included),
   alone or with a dense self-projection of delay >= 1, as a
   :class:`~backends.torchsim.scan_rate.RateScan` or
@@ -47,6 +50,7 @@ from .neurons import (ALIFDynamics, CubaLIFDynamics, IFDynamics, LIDynamics, LIF
 from .projections import DenseProjection
 from .scan import alif_scan, lif_scan, linear_scan, step_threads
 from .scan_rate import InstantRateCell, LeakyRateCell, RateCell, WilsonCowanCell, if_scan, rate_scan
+from .scan_cuba import cuba_scan
 
 if TYPE_CHECKING:  # pragma: no cover
     from .module import SimulationModule
@@ -116,6 +120,8 @@ def plan_groups(module: "SimulationModule") -> list[Group]:
                 kind = "li"
             elif dyn_type is CubaLIFDynamics and not own:
                 kind = "cuba"
+            elif dyn_type is CubaLIFDynamics and dense_self and not module._dyn[pop].learnable:
+                kind, self_proj = "cuba", own[0]  # the compiled CubaScan, or the step loop where it does not apply
         groups.append(Group(members, kind, self_proj))
     return groups
 
@@ -151,8 +157,13 @@ def run_layered(module: "SimulationModule", xs: dict[str, Tensor], first: Tensor
             ext[pop] = current
         if group.kind == "li":
             _run_li(module, group, ext, first, steps, batch, probes, neurons, coeffs, traj, records)
-        elif group.kind == "cuba":
+        elif group.kind == "cuba" and group.self_proj is None:
             _run_cuba(module, group, ext, first, steps, batch, probes, neurons, coeffs, traj, records)
+        elif group.kind == "cuba":
+            if not _run_cuba_recurrent(module, group, ext, first, steps, batch, probes, neurons, past, weights,
+                                       coeffs, traj, records):
+                _run_steps(module, group, ext, first, steps, batch, probes, neurons, past, weights, coeffs, traj,
+                           records)
         elif group.kind in ("wc", "rate"):
             _run_rate(module, group, ext, first, steps, batch, probes, neurons, past, weights, coeffs, traj, records)
         elif group.kind == "if":
@@ -314,6 +325,31 @@ def _run_cuba(module: "SimulationModule", group: Group, ext: dict, first: Tensor
     for key, p, var in probes:
         if p == pop:
             records[key] = by_var[var]
+
+
+def _run_cuba_recurrent(module: "SimulationModule", group: Group, ext: dict, first: Tensor, steps: int,
+                        batch: int, probes: list, neurons: dict, past: dict, weights: dict, coeffs: dict,
+                        traj: dict, records: dict) -> bool:
+    """CubaLIF with its dense self-projection as one compiled :class:`~.scan_cuba.CubaScan`; False (nothing
+    run) where that scan does not apply, and the caller runs the step loop."""
+    pop = group.members[0]
+    dyn = module._dyn[pop]
+    weight, bias, hist, delay, _ = _self_projection(module, group, past, weights)
+    i0, v0 = neurons[pop]
+    out = cuba_scan(_drive_or_zeros(ext, pop, first, steps, batch, dyn.size), i0, v0, coeffs[pop],
+                    zero_reset=dyn.model.reset == "zero", detach=dyn.detach_reset, surrogate=dyn.surrogate,
+                    hist=hist, weight=weight, bias=bias, delay=delay,
+                    keep_v=any(p == pop and var == "v" for _, p, var in probes))
+    if out is None:
+        return False
+    z_all, i_all, v_all = out
+    traj[pop] = z_all
+    neurons[pop] = (i_all[-1], v_all[-1])
+    by_var = {dyn.output_var: z_all, "i": i_all, "v": v_all}
+    for key, p, var in probes:
+        if p == pop:
+            records[key] = by_var[var]
+    return True
 
 
 def _run_steps(module: "SimulationModule", group: Group, ext: dict, first: Tensor, steps: int, batch: int,

@@ -28,7 +28,7 @@ stored synapses, the components are (bytes):
   fraction :data:`KEPT_FRACTION` stays until the end of the forward/backward
   and adds up over populations; the rest is transient, and only the largest
   counts (populations run one after another).  Populations that run in a step
-  loop (cycles, ALIF, sparse self-projections) under autograd
+  loop (cycles, learnable ALIF and CubaLIF, sparse self-projections) under autograd
   use :data:`STEPS_GRAD_UNITS` plus the bytes autograd saves per step and
   neuron, **probed** on a 16-neuron population of the same model, options and
   dtype under ``torch.autograd.graph.saved_tensors_hooks`` (cached), plus one
@@ -64,6 +64,8 @@ from ntgraph.errors import ValidationError
 from ntgraph.graph import Graph
 from ntgraph.ir import Dense, Population, Projection, Sparse
 from ntgraph.models import LI, NeuronModel
+
+from . import kernels
 
 __all__ = ["estimate", "saved_per_step", "DTYPES"]
 
@@ -165,13 +167,19 @@ def _weight_elems(p: Projection) -> int:
 #: recurrent scan and the per-step input term: lif 9.1 -> 4.1 (fitted to dense-ff bptt), lif_rec 9.2 -> 4.9
 #: (fitted to dense-rec bptt).  The IF training units were re-measured (2026-11-23, fifth session) after IF
 #: ran on the LIF kernels, which keep no surrogate or reset buffers: if 7.0 -> 4.0, if_rec 9.6 -> 6.6
-#: (single:IF:4000[:rec]).  single:CubaLIF:4000 now gives 3.0 / 5.0 (the kernels run up to 2^18 entries a
-#: step); cuba stays fitted to cuba-alif, which agrees within 0.9-1.15.
+#: (single:IF:4000[:rec]).  New kinds for the compiled scans that had been estimated as step loops (0.2-0.6 of
+#: the measured peak): alif / alif_rec (single:ALIF:1000[:rec], T=200, B=32; 4000 without recurrence agrees
+#: within 1%) and cuba_rec (single:CubaLIF:1000:rec).  single:CubaLIF:1000 and :4000 give 3.0 / 5.0 for cuba,
+#: but two-population chains need more (the kept fraction is a fit; chain:CubaLIF:LIF:1000 came out at 0.78 /
+#: 0.91 with 3.0 / 5.0): cuba 10.1 -> 8.0 and 6.3 -> 5.0 fit cuba-alif (0.98 / 0.89) with ALIF's new units.
 RUN_UNITS = {
     ("lif", "inference"): 2.0, ("lif", "grad"): 4.1,
     ("lif_rec", "inference"): 2.2, ("lif_rec", "grad"): 4.9,
     ("li", "inference"): 3.1, ("li", "grad"): 3.1,
-    ("cuba", "inference"): 6.3, ("cuba", "grad"): 10.1,
+    ("cuba", "inference"): 5.0, ("cuba", "grad"): 8.0,
+    ("cuba_rec", "inference"): 5.2, ("cuba_rec", "grad"): 5.3,
+    ("alif", "inference"): 5.1, ("alif", "grad"): 6.1,
+    ("alif_rec", "inference"): 5.2, ("alif_rec", "grad"): 6.3,
     ("steps", "inference"): 3.1,
     # the scans of backends/torchsim/scan_rate.py (2026-11-23, single:MODEL:4000[:rec], T=100, B=32, float32)
     ("if", "inference"): 2.0, ("if", "grad"): 4.0,
@@ -197,10 +205,12 @@ STEPS_GRAD_UNITS = 1.5
 KEPT_FRACTION = {"inference": 0.4, "grad": 0.25}
 
 
-def plan_kinds(graph: Graph) -> dict[str, str]:
+def plan_kinds(graph: Graph, detach_reset: bool = True) -> dict[str, str]:
     """How each population runs on the fast path, as :func:`backends.torchsim.layered.plan_groups` decides
-    (recomputed from the prepared graph, without a module): ``lif``, ``lif_rec``, ``li``, ``cuba``, ``if``,
-    ``wc``, ``rate`` (the last three with ``_rec`` for a dense self-projection) or ``steps``."""
+    (recomputed from the prepared graph, without a module): ``lif``, ``lif_rec``, ``li``, ``cuba``, ``alif``,
+    ``alif_rec`` (no learnable parameter), ``cuba_rec`` (the compiled CubaScan: no learnable parameter, a
+    detached reset, the kernels enabled; else the step loop), ``if``, ``wc``, ``rate`` (the last three with
+    ``_rec`` for a dense self-projection) or ``steps``."""
     import networkx as nx
 
     pops = graph.populations
@@ -221,6 +231,7 @@ def plan_kinds(graph: Graph) -> dict[str, str]:
             if len(members) == 1:
                 model = type(graph[pop].model).__name__
                 mine = own[pop]
+                dense_self = len(mine) == 1 and isinstance(graph[mine[0][0]], Dense) and mine[0][1] >= 1
                 if model == "LIF" and not mine:
                     kind = "lif"
                 elif model == "LIF" and len(mine) == 1 and isinstance(graph[mine[0][0]], Dense) and mine[0][1] >= 1:
@@ -229,6 +240,11 @@ def plan_kinds(graph: Graph) -> dict[str, str]:
                     kind = "li"
                 elif model == "CubaLIF" and not mine:
                     kind = "cuba"
+                elif (model == "CubaLIF" and dense_self and not graph[pop].learnable and detach_reset
+                      and kernels.enabled()):
+                    kind = "cuba_rec"
+                elif model == "ALIF" and not graph[pop].learnable and (not mine or dense_self):
+                    kind = "alif_rec" if mine else "alif"
                 elif model in _RATE_AND_IF_KINDS and not mine:
                     kind = _RATE_AND_IF_KINDS[model]
                 elif (model in _RATE_AND_IF_KINDS and len(mine) == 1 and isinstance(graph[mine[0][0]], Dense)
@@ -268,7 +284,7 @@ def estimate(graph: Graph, *, batch: int, steps: int, mode: str, dtype: str, win
     learnable_elems = 0
     pops = {p: graph[p] for p in graph.populations}
     inputs = set(graph.inputs)
-    kinds = plan_kinds(graph)
+    kinds = plan_kinds(graph, detach_reset)
     transient = 0
     c["IR constraint arrays"] = _ir_arrays(graph)
 
