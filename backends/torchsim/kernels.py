@@ -48,6 +48,12 @@ whose set bits are visited with ``trailing_zeros`` (:func:`_append_flagged`).
   from the kernel on torch's own BLAS (:data:`TORCH_BLAS`).
 * IF populations (:class:`.scan_rate.IFScan`) run on :func:`lif_forward` and
   :func:`lif_backward_detached` with ``a = 1`` and no leak.
+* :func:`cuba_forward` / :func:`cuba_backward_detached`: CubaLIF with a
+  self-projection (:class:`.scan_cuba.CubaScan`), the same kernels with a
+  synaptic current ``i_t = b i_{t-1} + U_t + z_{t-d} W'^T`` between the input
+  and the membrane, and its adjoint ``H_t = G_t gain + b H_{t+1}`` in the
+  backward.  A recurrent CubaLIF training step at ``[100, 64, 128]`` took
+  18.0 against 79.4 ms on the step loop.
 * :func:`alif_forward` / :func:`alif_backward_detached`: the same for the ALIF
   scan (adaptive threshold; the backward carries the adaptation's adjoint).
 * :func:`linear_forward` / :func:`linear_backward`: ``y_t = u_t + k y_{t-1}``
