@@ -139,8 +139,8 @@ def _load_torch_blas() -> bool:
 TORCH_BLAS = _load_torch_blas()
 
 __all__ = ["enabled", "disabled", "pays", "usable", "param_vector", "surrogate_code", "lif_forward",
-           "lif_backward_detached", "cuba_forward", "cuba_backward_detached", "alif_forward", "alif_backward_detached", "linear_forward", "linear_backward",
-           "row_events", "by_column", "KERNEL_MAX_STEP_ELEMENTS"]
+           "lif_backward_detached", "cuba_forward", "cuba_backward_detached", "alif_forward", "alif_backward_detached",
+           "linear_forward", "linear_backward", "row_events", "by_column", "TORCH_BLAS", "KERNEL_MAX_STEP_ELEMENTS"]
 
 #: The scans without a self-projection use the kernels only while a step's ``[B, n]`` has fewer entries than this;
 #: above it, the PyTorch loops, whose operations run on all of torch's threads.  Measured here in whole SHD-shaped
@@ -247,12 +247,12 @@ if numba is not None:
 
     @njit(inline="always", error_model="numpy")
     def _gemm_rows(c, a, w, blas, scalars):  # pragma: no cover - compiled
-        """``c = beta c + a @ op(w)`` (C-contiguous, one dtype; ``op(w)`` is ``w`` or ``w^T``) by torch's BLAS.
+        """``c = beta c + a @ w`` (``[R, N] = [R, K] @ [K, N]``, C-contiguous, one dtype) by torch's BLAS.
 
-        In column-major terms ``c^T = op(w)^T a^T``: ``gemm(opw, 'N', N, R, K, 1, w, ldw, a, K, beta, c, N)``
-        with ``blas`` int32 ``[N, R, K, ldw, ord(opw), ord('N')]`` (:func:`_gemm_arguments`) and ``scalars``
-        ``[1, beta]`` in the data's dtype, both owned by the caller (they are passed by address and must
-        outlive the call).
+        In column-major terms ``c^T = w^T a^T``: ``gemm('N', 'N', N, R, K, 1, w, N, a, K, beta, c, N)`` with
+        ``blas`` int32 ``[N, R, K, N, ord('N'), ord('N')]`` (:func:`_gemm_arguments`: the sizes, ``w``'s
+        leading dimension and the two operations) and ``scalars`` ``[1, beta]`` in the data's dtype, both owned
+        by the caller (they are passed by address and must outlive the call).
         """
         d = blas.ctypes.data
         s = scalars.ctypes.data
@@ -297,7 +297,8 @@ if numba is not None:
 
     @njit(inline="always", error_model="numpy")
     def _flag_buffer(n):  # pragma: no cover - compiled
-        """A zeroed ``uint8`` buffer for the 0/1 flags of ``n`` entries, in whole blocks of 64, and its ``uint64`` view."""
+        """A zeroed ``uint8`` buffer for the 0/1 flags of ``n`` entries (whole blocks of 64) and its ``uint64``
+        view."""
         flags = np.zeros((n + 63) // 64 * 64, np.uint8)
         return flags, flags.view(np.uint64)
 
@@ -538,10 +539,12 @@ if numba is not None:
             gv = (dL/dv_t + a G_{t+1}) (1 - z_t | 1);   G_t = gz psi(x_t) + gv;   dL/dI_t = G_t gain
 
         ``g`` holds ``G_{t+1}`` on entry and ``G_t`` on exit; the spikes are
-        recomputed as ``x > 0``.  With a synaptic current (``syn`` from
-        :func:`_synapse_arrays`, not empty: CubaLIF) the membrane's input is
-        ``i_t`` and ``H_t = dL/di_t = G_t gain + b H_{t+1} (+ dL/di_t direct)``
-        (``syn.h``: ``H_{t+1}``, then ``H_t``); ``dL/dI_t = H_t g_syn``.
+        recomputed as ``x > 0``.  ``syn`` is ``(syn_decay, syn_gain, h, grad_i,
+        i_from)`` (:func:`_membrane_backward`; empty arrays without a synaptic
+        current).  With one (CubaLIF) the membrane's input is ``i_t`` and
+        ``H_t = dL/di_t = G_t gain + b H_{t+1} (+ dL/di_t direct)`` (``h`` holds
+        ``H_{t+1}``, then ``H_t``; ``grad_i`` covers steps ``i_from..T-1``), and
+        ``dL/dI_t = H_t g_syn``.
         """
         rows, n = gz.shape
         direct = t >= v_from
@@ -724,7 +727,8 @@ def cuba_forward(inp: Tensor, i0: Tensor, v0: Tensor, syn_decay: np.ndarray, a: 
                  const: np.ndarray, reset: np.ndarray, v_th: np.ndarray, zero_reset: bool, hist: Optional[Tensor],
                  weight_t: Optional[Tensor], delay: int, store_v: bool
                  ) -> tuple[Tensor, Tensor, Tensor, Optional[Tensor], Tensor, tuple[Tensor, Tensor]]:
-    """The CubaLIF recurrence (:class:`.scan.CubaScan`): a synaptic current, then :func:`lif_forward`'s membrane::
+    """The CubaLIF recurrence (:class:`.scan_cuba.CubaScan`): a synaptic current, then :func:`lif_forward`'s
+    membrane::
 
         i_t = syn_decay*i_{t-1} + U_t + z_{t-d} W'^T;   x_t = (const + i_t*gain) + a*s_{t-1};   z_t = H(x_t) ...
 
@@ -818,8 +822,8 @@ def cuba_backward_detached(x_all: Tensor, grad_z: Optional[Tensor], grad_v: Opti
                            grad_i: Optional[Tensor], syn_decay: np.ndarray, syn_gain: np.ndarray, a: np.ndarray,
                            gain: np.ndarray, code: tuple[int, float, float], zero_reset: bool,
                            weight: Optional[Tensor], delay: int) -> tuple[Tensor, Tensor, Tensor]:
-    """The detached-reset CubaLIF backward (:class:`.scan.CubaScan`): :func:`lif_backward_detached`'s ``G`` with
-    the synaptic current's adjoint::
+    """The detached-reset CubaLIF backward (:class:`.scan_cuba.CubaScan`): :func:`lif_backward_detached`'s ``G``
+    with the synaptic current's adjoint::
 
         H_t = dL/di_t = G_t gain + syn_decay H_{t+1} (+ dL/di_t direct);   dL/dI_t = H_t g_syn
         gz_t = dL/dz_t + (dL/dI_{t+d}) W
@@ -885,12 +889,10 @@ def _membrane_backward(x_all: Tensor, grad_z: Optional[Tensor], grad_v: Optional
     return (g_all if store_g else None), gi, g, h
 
 
-def _gemm_arguments(rows: int, k: int, cols: int, accumulate: bool, dtype: np.dtype, transposed: bool = False
+def _gemm_arguments(rows: int, k: int, cols: int, accumulate: bool, dtype: np.dtype
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """The ``blas`` and ``scalars`` arrays of :func:`_gemm_rows` for ``[rows, cols] (+)= [rows, k] @ w``, with
-    ``w`` ``[k, cols]``, or ``[cols, k]`` used transposed (``transposed``)."""
-    return (np.array([cols, rows, k, k if transposed else cols, ord("T" if transposed else "N"), ord("N")],
-                     dtype=np.int32),
+    """The ``blas`` and ``scalars`` arrays of :func:`_gemm_rows` for ``[rows, cols] (+)= [rows, k] @ [k, cols]``."""
+    return (np.array([cols, rows, k, cols, ord("N"), ord("N")], dtype=np.int32),
             np.array([1.0, 1.0 if accumulate else 0.0], dtype=dtype))
 
 

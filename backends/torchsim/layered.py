@@ -49,8 +49,8 @@ from .neurons import (ALIFDynamics, CubaLIFDynamics, IFDynamics, LIDynamics, LIF
                       WilsonCowanDynamics)
 from .projections import DenseProjection
 from .scan import alif_scan, lif_scan, linear_scan, step_threads
-from .scan_rate import InstantRateCell, LeakyRateCell, RateCell, WilsonCowanCell, if_scan, rate_scan
 from .scan_cuba import cuba_scan
+from .scan_rate import InstantRateCell, LeakyRateCell, RateCell, WilsonCowanCell, if_scan, rate_scan
 
 if TYPE_CHECKING:  # pragma: no cover
     from .module import SimulationModule
@@ -229,9 +229,16 @@ def _run_alif(module: "SimulationModule", group: Group, ext: dict, first: Tensor
     z_all, v_all, ad_all = alif_scan(drive, v0, adapt0, coeffs[pop], zero_reset=dyn.model.reset == "zero",
                                      detach=dyn.detach_reset, surrogate=dyn.surrogate, hist=hist, weight=weight,
                                      bias=bias, delay=delay, events=events)
-    traj[pop] = z_all
-    neurons[pop] = (v_all[-1], ad_all[-1])
-    by_var = {dyn.output_var: z_all, "v": v_all, "a": ad_all}
+    _publish(pop, {dyn.output_var: z_all, "v": v_all, "a": ad_all}, (v_all[-1], ad_all[-1]), probes, neurons, traj,
+             records, dyn.output_var)
+
+
+def _publish(pop: str, by_var: dict[str, Tensor], state: tuple[Tensor, ...], probes: list, neurons: dict,
+             traj: dict, records: dict, output: str) -> None:
+    """Store a scanned population's results: its trajectory (``by_var[output]``), its state after the last step
+    and the probed variables (``by_var``: every recordable variable of the population by name)."""
+    traj[pop] = by_var[output]
+    neurons[pop] = state
     for key, p, var in probes:
         if p == pop:
             records[key] = by_var[var]
@@ -319,12 +326,8 @@ def _run_cuba(module: "SimulationModule", group: Group, ext: dict, first: Tensor
     z_all, v_all = lif_scan(i_all, v0, c.a, c.v_leak, c.r, c.v_th, c.v_reset, zero_reset=dyn.model.reset == "zero",
                             detach=dyn.detach_reset, surrogate=dyn.surrogate,
                             keep_v=any(p == pop and var == "v" for _, p, var in probes))
-    traj[pop] = z_all
-    neurons[pop] = (i_all[-1], v_all[-1])
-    by_var = {dyn.output_var: z_all, "i": i_all, "v": v_all}
-    for key, p, var in probes:
-        if p == pop:
-            records[key] = by_var[var]
+    _publish(pop, {dyn.output_var: z_all, "i": i_all, "v": v_all}, (i_all[-1], v_all[-1]), probes, neurons, traj,
+             records, dyn.output_var)
 
 
 def _run_cuba_recurrent(module: "SimulationModule", group: Group, ext: dict, first: Tensor, steps: int,
@@ -343,12 +346,8 @@ def _run_cuba_recurrent(module: "SimulationModule", group: Group, ext: dict, fir
     if out is None:
         return False
     z_all, i_all, v_all = out
-    traj[pop] = z_all
-    neurons[pop] = (i_all[-1], v_all[-1])
-    by_var = {dyn.output_var: z_all, "i": i_all, "v": v_all}
-    for key, p, var in probes:
-        if p == pop:
-            records[key] = by_var[var]
+    _publish(pop, {dyn.output_var: z_all, "i": i_all, "v": v_all}, (i_all[-1], v_all[-1]), probes, neurons, traj,
+             records, dyn.output_var)
     return True
 
 
