@@ -167,6 +167,57 @@ def test_self_projection_backward_without_torch_blas(monkeypatch, delay, dtype):
                                                msg=f"{name} {key} blas={blas}")
 
 
+@pytest.mark.parametrize("batch", [1, 3, 8])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_backward_split_over_torch_threads(monkeypatch, batch, dtype):
+    """The backward kernel splits the batch over torch's OpenMP threads (``kernels.PARALLEL``, a parallel region
+    of torch's own runtime); each row's arithmetic is unchanged, so LIF (with a self-projection and without) and
+    CubaLIF agree with one thread to rounding, and with the loops."""
+    if not kernels.PARALLEL:
+        pytest.skip("torch's OpenMP runtime is not available to the kernels here")
+    import numpy as np
+
+    import ntgraph as ntg
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # the split needs more than one torch thread
+    regions = []
+    original = kernels._GOMP_PARALLEL
+    monkeypatch.setattr(kernels, "_GOMP_PARALLEL", lambda *args: regions.append(args[2]) or original(*args))
+
+    def grads(model_name: str, recurrent: bool) -> dict:
+        g = ntg.Graph("split", seed=4)
+        g.input("x", 9)
+        model = ntg.CubaLIF(tau_mem=0.008, tau_syn=0.004, v_th=0.5) if model_name == "cuba" else ntg.LIF(
+            tau_mem=0.01, v_th=0.5)
+        g.population("h", model, 13)
+        g.dense("x", "h", scale=3.0)
+        if recurrent:
+            g.dense("h", "h", scale=1.2, delay=2, bias=np.full(13, 0.05))
+        g.population("o", ntg.LI(tau_mem=0.01), 3)
+        g.dense("h", "o")
+        g.output("y", "o")
+        sim = ntg.compile(g, "torch", dt=1e-3, dtype=dtype)
+        x = (torch.rand(25, batch, 9, generator=torch.Generator().manual_seed(1), dtype=dtype) < 0.3).to(dtype)
+        out = sim(x)["y"]
+        (out * torch.linspace(-1, 1, out.numel(), dtype=dtype).view(out.shape)).sum().backward()
+        return {name: p.grad.clone() for name, p in sim.named_parameters()}
+
+    tol = dict(atol=1e-10, rtol=1e-10) if dtype == torch.float64 else dict(atol=1e-5, rtol=1e-4)
+    for model_name, recurrent in (("lif", True), ("lif", False), ("cuba", True)):
+        regions.clear()
+        split = grads(model_name, recurrent)
+        assert regions == ([2] if batch > 1 else []), (model_name, recurrent, regions)
+        monkeypatch.setattr(kernels, "PARALLEL", False)
+        one = grads(model_name, recurrent)
+        with kernels.disabled():
+            loop = grads(model_name, recurrent)
+        monkeypatch.setattr(kernels, "PARALLEL", True)
+        for name, grad in loop.items():
+            assert grad.abs().max() > 0, name
+            torch.testing.assert_close(split[name], one[name], **tol, msg=f"{model_name} {name}")
+            torch.testing.assert_close(split[name], grad, **tol, msg=f"{model_name} {name}")
+
+
 def test_cuba_scan_backward_without_torch_blas(monkeypatch):
     """The CubaLIF scan's backward (synaptic adjoint) with torch's BLAS in the kernel and with the per-step
     fallback: the same gradients as the step loop at float64."""

@@ -67,18 +67,25 @@ The rate scans (Wilson-Cowan, rate units) are not compiled: their activation
 Intel's SVML, and a scalar ``exp`` per entry costs more than the PyTorch
 loop's dispatch it would save.
 
-**Threads.**  The kernels run on the calling thread, and the backward's
-per-step GEMM is torch's own BLAS, which runs on torch's OpenMP threads (MKL
-in the x86 wheels).  Other ways of using both cores were measured and lost
-here: numba's OpenMP layer loads a second OpenMP runtime beside torch's, and a
-split of the batch over Python threads (the kernels release the GIL) competes
-with torch's OpenMP worker, which keeps spinning after each parallel torch
-operation; either way the kernel took as long as on one thread or longer, and
-the torch operations around it slowed down.  A second BLAS with threads of its
-own inside a kernel was several-fold slower for the same reason.  (Running a
-kernel's batch halves inside a parallel region of torch's own OpenMP runtime,
-``GOMP_parallel`` with a compiled body, did use both cores: a prototype of the
-recurrent backward took 2.3 against ~3.8 ms; it is not used yet.)
+**Threads.**  Torch's own OpenMP runtime is the only one that gets the
+cores: its worker threads keep spinning after each parallel torch operation,
+so anything else running beside them competes with them.  Measured here and
+lost: numba's OpenMP layer (it loads a second runtime), a split of the batch
+over Python threads (the kernels release the GIL), and a second BLAS with its
+own threads inside a kernel; each kernel took as long as on one thread or
+longer, and the torch operations around it slowed down.  So:
+
+* the forward kernels run on the calling thread;
+* the backward's per-step GEMM is torch's own BLAS (MKL in the x86 wheels, on
+  torch's OpenMP threads);
+* the LIF/IF/CubaLIF backward splits the batch over torch's threads inside a
+  parallel region of torch's own runtime (``GOMP_parallel`` with a compiled
+  body, :data:`PARALLEL`; each thread runs the whole time loop for its rows,
+  which are independent, with a single-threaded GEMM of its rows per step).
+  Whole training steps, split against one thread, same process: 19.1 against
+  20.4 ms at ``[100, 64, 128]`` with a self-projection, 37.6 against 43.6 at
+  ``[250, 32, 256]``, 79.3 against 81.0 at ``[100, 64, 512]``; no change
+  without a self-projection at H = 128.  The ALIF backward is not split yet.
 
 They are used only for CPU tensors of float32 or float64 whose per-neuron
 parameters broadcast to ``[n]``, when numba is installed and the kernels are
@@ -87,7 +94,7 @@ enabled (:func:`enabled`; the environment variable ``NTGRAPH_KERNELS=0`` or
 otherwise the scans run their PyTorch loops.  The first call of each kernel
 per dtype compiles it, and numba caches it on disk next to this file (or in its
 user cache when that folder is read-only): measured here, the first SHD training
-step after installing took 9.0 s, and 1.0 s in later processes (the cache loads
+step after installing took 13 s, and 1.1 s in later processes (the cache loads
 included).
 """
 
@@ -96,6 +103,7 @@ from __future__ import annotations
 import ctypes
 import math
 import os
+import re
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
@@ -105,8 +113,9 @@ from torch import Tensor
 
 try:  # numba is a dependency of the torch extra; without it the scans run their PyTorch loops
     import numba
-    from numba import njit, types
+    from numba import carray, cfunc, njit, types
     from numba.cpython.unsafe.numbers import trailing_zeros
+    from numba.extending import intrinsic
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None
 
@@ -137,6 +146,43 @@ def _load_torch_blas() -> bool:
 
 #: Whether the kernels call torch's BLAS (:func:`_load_torch_blas`); tests switch it off to cover the fallback.
 TORCH_BLAS = _load_torch_blas()
+
+
+def _load_torch_openmp() -> Optional[Any]:
+    """``GOMP_parallel`` of the GNU OpenMP runtime that torch's library runs on (as a ctypes function), with the
+    runtime's symbols made callable from the kernels; None where torch runs on another runtime or none.
+
+    A parallel region opened with it runs on torch's own OpenMP threads, the ones that spin after each
+    parallel torch operation, so the kernels' threads and torch's do not compete for the cores (numba's own
+    OpenMP layer loads a second runtime, whose threads did).
+    """
+    if numba is None or not TORCH_BLAS:
+        return None
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as fh:
+            paths = sorted(set(re.findall(r"(/\S*/libgomp[^/\s]*\.so[^/\s]*)", fh.read())))
+    except OSError:  # pragma: no cover - not Linux
+        return None
+    if len(paths) != 1:  # pragma: no cover - none, or more than one runtime: do not guess which is torch's
+        return None
+    try:
+        library = ctypes.CDLL(paths[0])
+        parallel = library.GOMP_parallel
+        library.omp_get_thread_num, library.omp_get_num_threads
+    except (OSError, AttributeError):  # pragma: no cover - another runtime under that name
+        return None
+    parallel.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+    parallel.restype = None
+    import llvmlite.binding
+
+    llvmlite.binding.load_library_permanently(paths[0])
+    return parallel
+
+
+_GOMP_PARALLEL = _load_torch_openmp()
+#: Whether the backward kernels split the batch over torch's OpenMP threads (:func:`_load_torch_openmp`; only
+#: with more than one torch thread); tests switch it off to compare with one thread.
+PARALLEL = _GOMP_PARALLEL is not None
 
 __all__ = ["enabled", "disabled", "pays", "usable", "param_vector", "surrogate_code", "lif_forward",
            "lif_backward_detached", "cuba_forward", "cuba_backward_detached", "alif_forward", "alif_backward_detached",
@@ -228,6 +274,8 @@ def _constants(code: tuple[int, float, float], dtype: np.dtype) -> np.ndarray:
 
 if numba is not None:
     _JIT = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+    #: Entries of the frame that :func:`_backward_frame` builds for the parallel backward.
+    _FRAME_LEN = 27
     #: Packs the lowest bits of a ``uint64``'s 8 bytes into its top byte (byte ``i`` -> bit ``56 + i``).
     _PACK_BYTES = np.uint64(0x0102040810204080)
 
@@ -533,8 +581,8 @@ if numba is not None:
 
     @njit(inline="always", error_model="numpy")
     def _backward_step(t, x_all, gz, grad_v, v_from, a, gain, kind, c, zero_reset, gi_out, g, g_out, store_g,
-                       gv, syn):  # pragma: no cover - compiled
-        """Step ``t`` of the backward for all rows, given ``gz`` = the total ``dL/dz_t`` ``[B, n]``::
+                       gv, syn, lo, hi):  # pragma: no cover - compiled
+        """Step ``t`` of the backward for rows ``lo..hi-1``, given ``gz`` = the total ``dL/dz_t`` ``[B, n]``::
 
             gv = (dL/dv_t + a G_{t+1}) (1 - z_t | 1);   G_t = gz psi(x_t) + gv;   dL/dI_t = G_t gain
 
@@ -551,7 +599,7 @@ if numba is not None:
         c0, c1 = c[0], c[1]
         syn_decay, syn_gain, h, grad_i, i_from = syn
         synaptic = syn_decay.shape[0] > 0
-        for b in range(rows):  # one array written per loop (see _lif_forward)
+        for b in range(lo, hi):  # one array written per loop (see _lif_forward)
             xr = x_all[t, b]
             gir = gi_out[t, b]
             gr = g[b]
@@ -588,36 +636,132 @@ if numba is not None:
             if store_g:
                 g_out[t, b] = gr
 
-    @njit(**_BLAS_JIT)
-    def _lif_backward(x_all, grad_z, grad_v, v_from, a, gain, kind, c, zero_reset, gi_out, g_out, store_g,
-                      g, weight, delay, blas, scalars, syn):  # pragma: no cover - compiled
-        """All steps of the backward: ``gz_t = dL/dz_t`` (zero if ``grad_z`` is empty) plus, with a
-        self-projection (``weight`` not empty), ``(dL/dI_{t+d}) W`` by one BLAS GEMM per step
-        (:func:`_gemm_rows`, ``scalars[1]`` = 1 with ``grad_z``, else 0)."""
+    @njit(inline="always", error_model="numpy")
+    def _lif_backward_rows(x_all, grad_z, grad_v, v_from, a, gain, kind, c, zero_reset, gi_out, g_out, store_g,
+                           g, weight, delay, blas, scalars, syn, lo, hi):  # pragma: no cover - compiled
+        """All steps of the backward for rows ``lo..hi-1`` (independent of the other rows): ``gz_t = dL/dz_t``
+        (zero if ``grad_z`` is empty) plus, with a self-projection (``weight`` not empty), ``(dL/dI_{t+d}) W``
+        by one BLAS GEMM of these rows per step (:func:`_gemm_rows`, ``blas`` for ``hi - lo`` rows,
+        ``scalars[1]`` = 1 with ``grad_z``, else 0)."""
         steps, rows, n = x_all.shape
         zeros = np.zeros((rows, n), x_all.dtype)
         gz = np.empty((rows, n), x_all.dtype)
         gv = np.empty(n, x_all.dtype)
         has_gz = grad_z.shape[0] > 0
         recurrent = weight.shape[0] > 0
-        g[:] = 0.0
-        syn[2][:] = 0.0  # H after the last step (an empty array without a synaptic current)
+        g[lo:hi] = 0.0
+        syn[2][lo:hi] = 0.0  # H after the last step (an empty array without a synaptic current)
         for t in range(steps - 1, -1, -1):
             gzt = grad_z[t] if has_gz else zeros
             if recurrent and t + delay < steps:
                 if has_gz:
-                    gz[:] = gzt
-                _gemm_rows(gz, gi_out[t + delay], weight, blas, scalars)
+                    gz[lo:hi] = gzt[lo:hi]
+                _gemm_rows(gz[lo:hi], gi_out[t + delay, lo:hi], weight, blas, scalars)
                 gzt = gz
             _backward_step(t, x_all, gzt, grad_v, v_from, a, gain, kind, c, zero_reset, gi_out, g, g_out, store_g,
-                           gv, syn)
+                           gv, syn, lo, hi)
+
+    @njit(**_BLAS_JIT)
+    def _lif_backward(x_all, grad_z, grad_v, v_from, a, gain, kind, c, zero_reset, gi_out, g_out, store_g,
+                      g, weight, delay, blas, scalars, syn):  # pragma: no cover - compiled
+        """All steps of the backward, all rows, on the calling thread (:func:`_lif_backward_rows`)."""
+        _lif_backward_rows(x_all, grad_z, grad_v, v_from, a, gain, kind, c, zero_reset, gi_out, g_out, store_g, g,
+                           weight, delay, blas, scalars, syn, 0, x_all.shape[1])
+
+    if PARALLEL:
+        _omp_thread = types.ExternalFunction("omp_get_thread_num", types.int32())
+        _omp_threads = types.ExternalFunction("omp_get_num_threads", types.int32())
+
+        @intrinsic
+        def _f32_at(typingctx, address):  # pragma: no cover - compiled
+            """The ``float32`` pointer at an integer address (the frame of :func:`_membrane_backward`)."""
+            def codegen(context, builder, signature, args):
+                return builder.inttoptr(args[0], context.get_value_type(types.CPointer(types.float32)))
+            return types.CPointer(types.float32)(types.int64), codegen
+
+        @intrinsic
+        def _f64_at(typingctx, address):  # pragma: no cover - compiled
+            """The ``float64`` pointer at an integer address."""
+            def codegen(context, builder, signature, args):
+                return builder.inttoptr(args[0], context.get_value_type(types.CPointer(types.float64)))
+            return types.CPointer(types.float64)(types.int64), codegen
+
+        @njit(inline="always", error_model="numpy")
+        def _backward_share(f, x_all, grad_z, grad_v, a, gain, c, gi_out, g_out, g, weight, syn_decay, syn_gain, h,
+                            grad_i, scalars):  # pragma: no cover - compiled
+            """This thread's share of the rows (``B*i/N .. B*(i+1)/N`` for thread ``i`` of ``N``) through
+            :func:`_lif_backward_rows`; ``f`` is the frame's ``int64`` entries (see :func:`_backward_frame`)."""
+            steps, rows, n = f[0], f[1], f[2]
+            team = _omp_threads()
+            me = _omp_thread()
+            lo = rows * me // team
+            hi = rows * (me + 1) // team
+            blas = np.empty(6, np.int32)  # _gemm_arguments for this thread's rows
+            blas[0] = n
+            blas[1] = hi - lo
+            blas[2] = n
+            blas[3] = n
+            blas[4] = 78  # 'N'
+            blas[5] = 78
+            syn = (syn_decay, syn_gain, h, grad_i, steps - f[5])
+            _lif_backward_rows(x_all, grad_z, grad_v, steps - f[4], a, gain, f[6], c, f[7] != 0, gi_out, g_out,
+                               f[8] != 0, g, weight, f[9], blas, scalars, syn, lo, hi)
+            return blas[0]  # blas is read after the GEMMs that took its address
+
+        def _backward_body_f32(frame):  # pragma: no cover - compiled (by _backward_body, on first use)
+            """The body of the parallel region of :func:`_membrane_backward` at ``float32``."""
+            f = carray(frame, (_FRAME_LEN,))
+            steps, rows, n, ns = f[0], f[1], f[2], f[11]
+            scalars = np.empty(2, np.float32)
+            scalars[0] = 1.0
+            scalars[1] = f[12]
+            _backward_share(f, carray(_f32_at(f[13]), (steps, rows, n)), carray(_f32_at(f[14]), (f[3], rows, n)),
+                            carray(_f32_at(f[15]), (f[4], rows, n)), carray(_f32_at(f[16]), (n,)),
+                            carray(_f32_at(f[17]), (n,)), carray(_f32_at(f[18]), (4,)),
+                            carray(_f32_at(f[19]), (steps, rows, n)), carray(_f32_at(f[20]), (f[8] * steps, rows, n)),
+                            carray(_f32_at(f[21]), (rows, n)), carray(_f32_at(f[22]), (f[10], f[10])),
+                            carray(_f32_at(f[23]), (ns,)), carray(_f32_at(f[24]), (ns,)),
+                            carray(_f32_at(f[25]), (rows if ns else 0, n)), carray(_f32_at(f[26]), (f[5], rows, n)),
+                            scalars)
+            scalars[0] = 1.0  # read after the GEMMs that took its address
+
+        def _backward_body_f64(frame):  # pragma: no cover - compiled (by _backward_body, on first use)
+            """The body of the parallel region of :func:`_membrane_backward` at ``float64``."""
+            f = carray(frame, (_FRAME_LEN,))
+            steps, rows, n, ns = f[0], f[1], f[2], f[11]
+            scalars = np.empty(2, np.float64)
+            scalars[0] = 1.0
+            scalars[1] = f[12]
+            _backward_share(f, carray(_f64_at(f[13]), (steps, rows, n)), carray(_f64_at(f[14]), (f[3], rows, n)),
+                            carray(_f64_at(f[15]), (f[4], rows, n)), carray(_f64_at(f[16]), (n,)),
+                            carray(_f64_at(f[17]), (n,)), carray(_f64_at(f[18]), (4,)),
+                            carray(_f64_at(f[19]), (steps, rows, n)), carray(_f64_at(f[20]), (f[8] * steps, rows, n)),
+                            carray(_f64_at(f[21]), (rows, n)), carray(_f64_at(f[22]), (f[10], f[10])),
+                            carray(_f64_at(f[23]), (ns,)), carray(_f64_at(f[24]), (ns,)),
+                            carray(_f64_at(f[25]), (rows if ns else 0, n)), carray(_f64_at(f[26]), (f[5], rows, n)),
+                            scalars)
+            scalars[0] = 1.0
+
+        _BACKWARD_BODIES = {np.dtype(np.float32): _backward_body_f32, np.dtype(np.float64): _backward_body_f64}
+        _COMPILED_BODIES: dict[np.dtype, Any] = {}
+
+        def _backward_body(dtype: np.dtype) -> int:
+            """The address of the compiled parallel-region body for ``dtype``, compiled (or loaded from numba's
+            cache) on first use: a ``cfunc`` compiles when it is created, so creating it at import would make
+            every import of the backend compile it."""
+            body = _COMPILED_BODIES.get(dtype)
+            if body is None:
+                body = cfunc(types.void(types.CPointer(types.int64)), cache=True, nogil=True, boundscheck=False,
+                             error_model="numpy")(_BACKWARD_BODIES[dtype])
+                _COMPILED_BODIES[dtype] = body
+            return body.address
 
     @njit(**_JIT)
     def _lif_backward_one(t, x_all, gz, grad_v, v_from, a, gain, kind, c, zero_reset, gi_out, g_out, store_g,
                           g, gv, syn):  # pragma: no cover - compiled
         """Step ``t`` of the backward (the caller computed ``gz``, with the self-projection term, by a GEMM)."""
         _backward_step(t, x_all, gz, grad_v, v_from, a, gain, kind, c, zero_reset, gi_out, g, g_out, store_g, gv,
-                       syn)
+                       syn, 0, gz.shape[0])
 
     @njit(**_JIT)
     def _row_events(x, ptr, cols, vals):  # pragma: no cover - compiled
@@ -864,6 +1008,12 @@ def _membrane_backward(x_all: Tensor, grad_z: Optional[Tensor], grad_v: Optional
         syn = (synapse[0], synapse[1], h.numpy(), gi_direct, steps - gi_direct.shape[0])
     if weight is None or TORCH_BLAS:
         w_np = _np(weight) if weight is not None else np.empty((0, 0), dtype=np_dtype)
+        threads = min(torch.get_num_threads(), batch)
+        if PARALLEL and threads > 1:
+            frame = _backward_frame(x_np, gz_np, gv_np, syn[3], a, gain, consts, gi_np, g_all_np, g_np, w_np,
+                                    syn[0], syn[1], syn[2], code[0], zero_reset, store_g, delay, grad_z is not None)
+            _GOMP_PARALLEL(_backward_body(np.dtype(np_dtype)), frame.ctypes.data, threads, 0)
+            return (g_all if store_g else None), gi, g, h
         blas, scalars = _gemm_arguments(batch, n, n, grad_z is not None, np_dtype)
         _lif_backward(x_np, gz_np, gv_np, v_from, a, gain, code[0], consts, zero_reset, gi_np, g_all_np, store_g,
                       g_np, w_np, delay, blas, scalars, syn)
@@ -887,6 +1037,24 @@ def _membrane_backward(x_all: Tensor, grad_z: Optional[Tensor], grad_v: Optional
         _lif_backward_one(t, x_np, gz_buf_np, gv_np, v_from, a, gain, code[0], consts, zero_reset, gi_np, g_all_np,
                           store_g, g_np, gv_tmp, syn)
     return (g_all if store_g else None), gi, g, h
+
+
+def _backward_frame(x: np.ndarray, grad_z: np.ndarray, grad_v: np.ndarray, grad_i: np.ndarray, a: np.ndarray,
+                    gain: np.ndarray, consts: np.ndarray, gi: np.ndarray, g_all: np.ndarray, g: np.ndarray,
+                    weight: np.ndarray, syn_decay: np.ndarray, syn_gain: np.ndarray, h: np.ndarray, kind: int,
+                    zero_reset: bool, store_g: bool, delay: int, accumulate: bool) -> np.ndarray:
+    """The ``int64`` frame that the parallel backward's body reads: 13 sizes and flags, then the addresses of 14
+    C-contiguous arrays (all of the data's dtype; the caller keeps them alive through the parallel region)::
+
+        steps, rows, n, T_gz, T_gv, T_gi, kind, zero_reset, store_g, delay, n_w, n_syn, beta,
+        x, grad_z, grad_v, a, gain, consts, dL/dI, G (all steps), G, W, syn_decay, syn_gain, H, grad_i
+    """
+    steps, rows, n = x.shape
+    arrays = (x, grad_z, grad_v, a, gain, consts, gi, g_all, g, weight, syn_decay, syn_gain, h, grad_i)
+    assert all(arr.flags.c_contiguous and arr.dtype == x.dtype for arr in arrays)
+    head = [steps, rows, n, grad_z.shape[0], grad_v.shape[0], grad_i.shape[0], kind, int(zero_reset),
+            int(store_g), delay, weight.shape[0], syn_decay.shape[0], int(accumulate)]
+    return np.array(head + [arr.ctypes.data for arr in arrays], dtype=np.int64)
 
 
 def _gemm_arguments(rows: int, k: int, cols: int, accumulate: bool, dtype: np.dtype
