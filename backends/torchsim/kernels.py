@@ -673,18 +673,13 @@ if numba is not None:
         _omp_threads = types.ExternalFunction("omp_get_num_threads", types.int32())
 
         @intrinsic
-        def _f32_at(typingctx, address):  # pragma: no cover - compiled
-            """The ``float32`` pointer at an integer address (the frame of :func:`_membrane_backward`)."""
-            def codegen(context, builder, signature, args):
-                return builder.inttoptr(args[0], context.get_value_type(types.CPointer(types.float32)))
-            return types.CPointer(types.float32)(types.int64), codegen
+        def _pointer_at(typingctx, address, like):  # pragma: no cover - compiled
+            """A pointer to ``like``'s type at an integer address (the frame of :func:`_backward_frame`)."""
+            pointer = types.CPointer(like)
 
-        @intrinsic
-        def _f64_at(typingctx, address):  # pragma: no cover - compiled
-            """The ``float64`` pointer at an integer address."""
             def codegen(context, builder, signature, args):
-                return builder.inttoptr(args[0], context.get_value_type(types.CPointer(types.float64)))
-            return types.CPointer(types.float64)(types.int64), codegen
+                return builder.inttoptr(args[0], context.get_value_type(pointer))
+            return pointer(types.int64, like), codegen
 
         @njit(inline="always", error_model="numpy")
         def _backward_share(f, x_all, grad_z, grad_v, a, gain, c, gi_out, g_out, g, weight, syn_decay, syn_gain, h,
@@ -708,41 +703,32 @@ if numba is not None:
                                f[8] != 0, g, weight, f[9], blas, scalars, syn, lo, hi)
             return blas[0]  # blas is read after the GEMMs that took its address
 
-        def _backward_body_f32(frame):  # pragma: no cover - compiled (by _backward_body, on first use)
-            """The body of the parallel region of :func:`_membrane_backward` at ``float32``."""
-            f = carray(frame, (_FRAME_LEN,))
-            steps, rows, n, ns = f[0], f[1], f[2], f[11]
-            scalars = np.empty(2, np.float32)
-            scalars[0] = 1.0
-            scalars[1] = f[12]
-            _backward_share(f, carray(_f32_at(f[13]), (steps, rows, n)), carray(_f32_at(f[14]), (f[3], rows, n)),
-                            carray(_f32_at(f[15]), (f[4], rows, n)), carray(_f32_at(f[16]), (n,)),
-                            carray(_f32_at(f[17]), (n,)), carray(_f32_at(f[18]), (4,)),
-                            carray(_f32_at(f[19]), (steps, rows, n)), carray(_f32_at(f[20]), (f[8] * steps, rows, n)),
-                            carray(_f32_at(f[21]), (rows, n)), carray(_f32_at(f[22]), (f[10], f[10])),
-                            carray(_f32_at(f[23]), (ns,)), carray(_f32_at(f[24]), (ns,)),
-                            carray(_f32_at(f[25]), (rows if ns else 0, n)), carray(_f32_at(f[26]), (f[5], rows, n)),
-                            scalars)
-            scalars[0] = 1.0  # read after the GEMMs that took its address
+        def _make_backward_body(scalar: Any) -> Any:
+            """The body of the parallel region of :func:`_membrane_backward` for the float type ``scalar``
+            (``np.float32`` or ``np.float64``): the frame's arrays, then this thread's share of the rows."""
+            def body(frame):  # pragma: no cover - compiled (by _backward_body, on first use)
+                f = carray(frame, (_FRAME_LEN,))
+                steps, rows, n, ns = f[0], f[1], f[2], f[11]
+                like = scalar(0)
+                scalars = np.empty(2, scalar)
+                scalars[0] = 1.0
+                scalars[1] = f[12]
+                _backward_share(
+                    f, carray(_pointer_at(f[13], like), (steps, rows, n)),
+                    carray(_pointer_at(f[14], like), (f[3], rows, n)),
+                    carray(_pointer_at(f[15], like), (f[4], rows, n)),
+                    carray(_pointer_at(f[16], like), (n,)), carray(_pointer_at(f[17], like), (n,)),
+                    carray(_pointer_at(f[18], like), (4,)), carray(_pointer_at(f[19], like), (steps, rows, n)),
+                    carray(_pointer_at(f[20], like), (f[8] * steps, rows, n)),
+                    carray(_pointer_at(f[21], like), (rows, n)), carray(_pointer_at(f[22], like), (f[10], f[10])),
+                    carray(_pointer_at(f[23], like), (ns,)), carray(_pointer_at(f[24], like), (ns,)),
+                    carray(_pointer_at(f[25], like), (rows if ns else 0, n)),
+                    carray(_pointer_at(f[26], like), (f[5], rows, n)), scalars)
+                scalars[0] = 1.0  # read after the GEMMs that took its address
+            return body
 
-        def _backward_body_f64(frame):  # pragma: no cover - compiled (by _backward_body, on first use)
-            """The body of the parallel region of :func:`_membrane_backward` at ``float64``."""
-            f = carray(frame, (_FRAME_LEN,))
-            steps, rows, n, ns = f[0], f[1], f[2], f[11]
-            scalars = np.empty(2, np.float64)
-            scalars[0] = 1.0
-            scalars[1] = f[12]
-            _backward_share(f, carray(_f64_at(f[13]), (steps, rows, n)), carray(_f64_at(f[14]), (f[3], rows, n)),
-                            carray(_f64_at(f[15]), (f[4], rows, n)), carray(_f64_at(f[16]), (n,)),
-                            carray(_f64_at(f[17]), (n,)), carray(_f64_at(f[18]), (4,)),
-                            carray(_f64_at(f[19]), (steps, rows, n)), carray(_f64_at(f[20]), (f[8] * steps, rows, n)),
-                            carray(_f64_at(f[21]), (rows, n)), carray(_f64_at(f[22]), (f[10], f[10])),
-                            carray(_f64_at(f[23]), (ns,)), carray(_f64_at(f[24]), (ns,)),
-                            carray(_f64_at(f[25]), (rows if ns else 0, n)), carray(_f64_at(f[26]), (f[5], rows, n)),
-                            scalars)
-            scalars[0] = 1.0
-
-        _BACKWARD_BODIES = {np.dtype(np.float32): _backward_body_f32, np.dtype(np.float64): _backward_body_f64}
+        _BACKWARD_BODIES = {np.dtype(np.float32): _make_backward_body(np.float32),
+                            np.dtype(np.float64): _make_backward_body(np.float64)}
         _COMPILED_BODIES: dict[np.dtype, Any] = {}
 
         def _backward_body(dtype: np.dtype) -> int:
@@ -1020,9 +1006,22 @@ def _membrane_backward(x_all: Tensor, grad_z: Optional[Tensor], grad_v: Optional
         return (g_all if store_g else None), gi, g, h
     g.zero_()
     syn[2][:] = 0.0
-    gz = torch.zeros(batch, n, dtype=dtype)
-    gz_buf_np = gz.numpy()
+    gz = torch.empty(batch, n, dtype=dtype)
+    gz_np = gz.numpy()
     gv_tmp = np.empty(n, dtype=np_dtype)
+    _per_step_backward(gz, grad_z, gi, weight, delay, lambda t: _lif_backward_one(
+        t, x_np, gz_np, gv_np, v_from, a, gain, code[0], consts, zero_reset, gi_np, g_all_np, store_g, g_np, gv_tmp,
+        syn))
+    return (g_all if store_g else None), gi, g, h
+
+
+def _per_step_backward(gz: Tensor, grad_z: Optional[Tensor], gi: Tensor, weight: Tensor, delay: int,
+                       step: Any) -> None:
+    """The backward's time loop in Python, where torch's BLAS is not available to the kernels: per step, from
+    the last, ``gz = dL/dz_t + (dL/dI_{t+d}) W`` by a torch GEMM (into ``gz`` ``[B, n]``; ``dL/dz_t`` alone,
+    or zero, before the self-projection's term exists), then ``step(t)``, one compiled call that reads ``gz``
+    and writes ``dL/dI_t`` into ``gi``."""
+    steps = gi.shape[0]
     w = weight.detach()
     grad_z_rows = grad_z.detach().unbind(0) if grad_z is not None else None
     gi_rows = gi.unbind(0)
@@ -1034,9 +1033,9 @@ def _membrane_backward(x_all: Tensor, grad_z: Optional[Tensor], grad_v: Optional
                 torch.mm(gi_rows[t + delay], w, out=gz)
         elif grad_z_rows is not None:
             gz.copy_(grad_z_rows[t])
-        _lif_backward_one(t, x_np, gz_buf_np, gv_np, v_from, a, gain, code[0], consts, zero_reset, gi_np, g_all_np,
-                          store_g, g_np, gv_tmp, syn)
-    return (g_all if store_g else None), gi, g, h
+        else:
+            gz.zero_()
+        step(t)
 
 
 def _backward_frame(x: np.ndarray, grad_z: np.ndarray, grad_v: np.ndarray, grad_i: np.ndarray, a: np.ndarray,
@@ -1127,22 +1126,10 @@ def alif_backward_detached(x_all: Tensor, grad_z: Optional[Tensor], grad_v: Opti
         gz_np = _np(grad_z) if grad_z is not None else empty
         _alif_backward(x_np, gz_np, gv_np, gad_np, *neuron, gi_np, g_np, h_np, q_np, w_np, delay, blas, scalars)
         return gi, g, h, q
-    gz = torch.zeros(batch, n, dtype=dtype)
+    gz = torch.empty(batch, n, dtype=dtype)
     gz_np = gz.numpy()
-    w = weight.detach()
-    grad_z_rows = grad_z.detach().unbind(0) if grad_z is not None else None
-    gi_rows = gi.unbind(0)
-    for t in range(steps - 1, -1, -1):
-        if t + delay < steps:
-            if grad_z_rows is not None:
-                torch.addmm(grad_z_rows[t], gi_rows[t + delay], w, out=gz)
-            else:
-                torch.mm(gi_rows[t + delay], w, out=gz)
-        elif grad_z_rows is not None:
-            gz.copy_(grad_z_rows[t])
-        else:
-            gz.zero_()
-        _alif_backward_one(t, x_np, gz_np, gv_np, gad_np, *neuron, gi_np, g_np, h_np, q_np)
+    _per_step_backward(gz, grad_z, gi, weight, delay, lambda t: _alif_backward_one(
+        t, x_np, gz_np, gv_np, gad_np, *neuron, gi_np, g_np, h_np, q_np))
     return gi, g, h, q
 
 
